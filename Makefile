@@ -1,0 +1,42 @@
+# orderworker: `make demo` runs the main job, `make test` runs the tests.
+PY ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+export AMQP_URL ?= amqp://guest:guest@127.0.0.1:5672/
+
+.PHONY: install broker demo test test-fast lint bench chaos clean
+
+$(BIN)/python:
+	$(PY) -m venv $(VENV)
+
+$(VENV)/.installed: pyproject.toml | $(BIN)/python
+	$(BIN)/pip install -q --upgrade pip
+	$(BIN)/pip install -q -e '.[dev]'
+	touch $@
+
+install: $(VENV)/.installed
+
+broker:
+	@bash deploy/ensure-broker.sh
+
+demo: install broker
+	$(BIN)/python -m worker demo
+
+test: install broker
+	$(BIN)/python -m pytest -q
+
+test-fast: install
+	$(BIN)/python -m pytest -q tests/unit
+
+lint: install
+	$(BIN)/ruff check worker schemas tests
+	$(BIN)/mypy
+
+bench: install broker
+	$(BIN)/python -m worker.bench
+
+chaos: install broker
+	$(BIN)/python -m worker.chaos
+
+clean:
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

@@ -1,0 +1,27 @@
+"""Deterministic identifiers: the same input always yields the same id.
+
+* ``client_order_id`` is sent with every create so a redelivered command can be
+  found on the exchange (Binance: <=36 chars of ``[.A-Z:/a-z0-9_-]``, Bybit
+  ``orderLinkId``: <=36 chars of letters, digits, ``-`` and ``_``).
+* ``event_id`` names an order *state*, so re-observing the same state after a
+  redelivery produces the same id and consumers can dedupe.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import uuid
+from decimal import Decimal
+
+CLIENT_ID_PREFIX = "ow-"
+_EVENT_NS = uuid.UUID("6f1d7c52-3b1e-4c39-9a8e-2d1b5e0c7a41")
+
+
+def client_order_id(account: str, command_id: str) -> str:
+    digest = hashlib.sha256(f"{account}\x00{command_id}".encode()).hexdigest()
+    return CLIENT_ID_PREFIX + digest[:29]
+
+
+def event_id(client_id: str, kind: str, filled: Decimal | None = None) -> str:
+    filled_part = "" if filled is None else format(filled.normalize(), "f")
+    return str(uuid.uuid5(_EVENT_NS, f"{client_id}|{kind}|{filled_part}"))

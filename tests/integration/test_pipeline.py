@@ -1,0 +1,98 @@
+"""End-to-end on the real RabbitMQ with the paper exchange."""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime
+
+from schemas import OrderRejected, RejectReason
+from tests.conftest import cancel, place
+from tests.integration.harness import harness
+from worker.exchange.ports import Exchange
+from worker.testing import StaticExchanges
+
+
+async def test_market_order_round_trip(amqp_url: str) -> None:
+    async with harness(amqp_url) as h:
+        await h.start_worker()
+        async with h.client() as client:
+            events = await client.submit(place(amount="0.02"), timeout_s=20)
+    assert [type(e).__name__ for e in events] == ["OrderAccepted", "OrderFilled"]
+    assert events[-1].filled == events[-1].amount
+
+
+async def test_limit_order_times_out_and_is_canceled(amqp_url: str) -> None:
+    async with harness(amqp_url) as h:
+        await h.start_worker()
+        async with h.client() as client:
+            cmd = place(type="limit", price="40000", timeout_s=0.5)
+            events = await client.submit(cmd, timeout_s=20)
+    assert [type(e).__name__ for e in events] == ["OrderAccepted", "OrderCanceled"]
+
+
+async def test_cancel_command(amqp_url: str) -> None:
+    async with harness(amqp_url) as h:
+        await h.start_worker()
+        async with h.client() as client:
+            cmd = place(type="limit", price="40000", timeout_s=60)
+            await client.send(cmd)
+            await client.wait_first(cmd.command_id, 20)
+            await client.send(cancel(cmd.command_id))
+            final = await client.wait_terminal(cmd.command_id, 20)
+    assert type(final).__name__ == "OrderCanceled"
+
+
+async def test_invalid_and_garbage_are_rejected_and_dead_lettered(amqp_url: str) -> None:
+    async with harness(amqp_url) as h:
+        await h.start_worker()
+        async with h.client() as client:
+            bad = {"kind": "place_order", "command_id": "bad-1", "account": "acct1",
+                   "exchange": "paper", "symbol": "BTC/USDT", "side": "buy",
+                   "type": "market", "amount": "-5", "created_at": datetime.now(UTC).isoformat()}
+            await client.publish_raw(json.dumps(bad).encode(), "acct1")
+            await client.publish_raw(b"\x00\x01 not json", "acct1")
+            await client.send(place(command_id="bad-2", type="limit"))  # limit without price
+            rejected = await client.wait_terminal("bad-1", 20)
+            rejected2 = await client.wait_terminal("bad-2", 20)
+        dead = await h.dead_letters(expect=3)
+    assert isinstance(rejected, OrderRejected) and rejected.reason == RejectReason.MALFORMED
+    assert "$.amount" in rejected.message
+    assert isinstance(rejected2, OrderRejected) and rejected2.reason == RejectReason.INVALID
+    reasons = sorted(str(m.headers["x-orderworker-reason"]) for m in dead)
+    assert len(reasons) == 3
+    assert any(r.startswith("invalid: limit order requires price") for r in reasons)
+    assert sum(r.startswith("malformed") for r in reasons) == 2
+
+
+async def test_shutdown_drains_in_flight_orders(amqp_url: str) -> None:
+    async with harness(amqp_url) as h:
+        worker = await h.start_worker()
+        async with h.client() as client:
+            cmds = [place(type="limit", price="40000", timeout_s=1.5, account=f"a{i}")
+                    for i in range(3)]
+            for cmd in cmds:
+                await client.send(cmd)
+            for c in cmds:
+                await client.wait_first(c.command_id, 20)
+            await worker.stop()  # returns only after in-flight orders finished
+            finals = [await client.wait_terminal(c.command_id, 5) for c in cmds]
+        left = sum([await h.ready_count(h.names.shard_queue(k)) for k in range(4)])
+    assert [type(f).__name__ for f in finals] == ["OrderCanceled"] * 3
+    assert left == 0  # every command was acked, nothing returned to the queue
+
+
+class _Exploding(StaticExchanges):
+    async def get(self, account: str, exchange: str) -> Exchange:
+        raise RuntimeError("bug in the exchange wiring")
+
+
+async def test_crashing_command_is_dead_lettered_not_looped(amqp_url: str) -> None:
+    async with harness(amqp_url, OW_DELIVERY_LIMIT="2") as h:
+        await h.start_worker(exchanges=_Exploding())
+        async with h.client() as client:
+            cmd = place()
+            await client.send(cmd)
+            final = await client.wait_terminal(cmd.command_id, 30)
+        dead = await h.dead_letters(expect=1)
+    assert type(final).__name__ == "OrderFailed"
+    assert "gave up after 3 attempts" in str(dead[0].headers["x-orderworker-reason"])

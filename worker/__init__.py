@@ -1,0 +1,1 @@
+"""orderworker: executes order commands from RabbitMQ on exchanges and publishes events."""

@@ -1,0 +1,1 @@
+"""RabbitMQ adapters (aio-pika): topology, confirmed publishing, consuming."""

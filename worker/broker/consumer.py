@@ -1,0 +1,121 @@
+"""Turns command messages into handler calls and handler Outcomes into ack decisions.
+
+* undecodable/invalid body -> OrderRejected (if a command_id can be read) + dead-letter, ack
+* Outcome ack              -> ack (events already confirmed)
+* Outcome retry            -> nack(requeue); the quorum delivery-limit bounds the loop
+* Outcome dead_letter      -> confirmed copy to the DLX with the reason, then ack
+* publishing/acking fails  -> nothing acked; the broker redelivers and we reconcile
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from typing import Any
+
+import msgspec
+from aio_pika.abc import AbstractIncomingMessage
+
+from schemas import OrderRejected, RejectReason, client_order_id
+from schemas.commands import decode_command
+from worker.broker.publisher import RabbitPublisher
+from worker.eventbuild import refusal
+from worker.handlers import handle
+from worker.ports import Delivery, Deps, Outcome
+from worker.sequencer import AccountSequencer, Turn
+
+log = logging.getLogger(__name__)
+
+
+def _peek(body: bytes) -> dict[str, Any]:
+    """Best-effort read of ids from a body that failed validation."""
+    try:
+        raw = msgspec.json.decode(body)
+    except (msgspec.DecodeError, UnicodeDecodeError, ValueError):
+        return {}
+    if not isinstance(raw, dict):
+        return {}
+    return {k: raw[k] for k in ("command_id", "account", "exchange", "symbol")
+            if isinstance(raw.get(k), str) and 0 < len(raw[k]) <= 128}
+
+
+class CommandConsumer:
+    def __init__(self, deps: Deps, publisher: RabbitPublisher) -> None:
+        self.deps = deps
+        self.publisher = publisher
+        self.sequencer = AccountSequencer()
+        self.tasks: set[asyncio.Task[None]] = set()
+        self.stopping = False
+
+    async def on_message(self, message: AbstractIncomingMessage) -> None:
+        # Runs in arrival order up to the first await: the turn is taken here.
+        if self.stopping:
+            await message.nack(requeue=True)
+            return
+        try:
+            cmd = decode_command(message.body)
+        except (msgspec.DecodeError, msgspec.ValidationError) as exc:
+            await self._guarded(message, self._reject_malformed(message, str(exc)))
+            return
+        turn = self.sequencer.enter(cmd.account)
+        attempt = _delivery_count(message) + 1
+        delivery = Delivery(attempt=attempt, redelivered=bool(message.redelivered), turn=turn,
+                            final_attempt=attempt > self.deps.settings.delivery_limit)
+        await self._guarded(message, self._run(message, cmd, delivery), turn)
+
+    async def _guarded(self, message: AbstractIncomingMessage, work: Any,
+                       turn: Turn | None = None) -> None:
+        task: asyncio.Task[None] = asyncio.current_task()  # type: ignore[assignment]
+        self.tasks.add(task)
+        try:
+            await work
+        except asyncio.CancelledError:
+            await _settle(message, Outcome("retry"))
+            raise
+        except Exception:
+            log.exception("command handling failed; leaving it for redelivery",
+                          extra={"message_id": message.message_id})
+            await _settle(message, Outcome("retry"))
+        finally:
+            if turn is not None:
+                turn.release()
+            self.tasks.discard(task)
+
+    async def _run(self, message: AbstractIncomingMessage, cmd: Any, delivery: Delivery) -> None:
+        outcome = await handle(cmd, self.deps, delivery)
+        if outcome.action == "dead_letter":
+            await self.publisher.dead_letter(message.body, outcome.reason,
+                                             {"command_id": cmd.command_id})
+        await _settle(message, outcome)
+
+    async def _reject_malformed(self, message: AbstractIncomingMessage, error: str) -> None:
+        ids = _peek(message.body)
+        log.warning("malformed command: %s", error, extra={"command_id": ids.get("command_id")})
+        if "command_id" in ids:
+            account = ids.get("account", "unknown")
+            event = refusal(OrderRejected, command_id=ids["command_id"], account=account,
+                            exchange=ids.get("exchange", "unknown"),
+                            symbol=ids.get("symbol", "unknown"),
+                            cid=client_order_id(account, ids["command_id"]),
+                            reason=RejectReason.MALFORMED, message=error)
+            await self.deps.publisher.publish([event])
+        self.deps.metrics.outcomes.labels("malformed").inc()
+        await self.publisher.dead_letter(message.body, f"malformed: {error}",
+                                         {"command_id": ids.get("command_id", "")})
+        await _settle(message, Outcome("ack"))
+
+
+def _delivery_count(message: AbstractIncomingMessage) -> int:
+    value = (message.headers or {}).get("x-delivery-count", 0)
+    return value if isinstance(value, int) else 0
+
+
+async def _settle(message: AbstractIncomingMessage, outcome: Outcome) -> None:
+    try:
+        if outcome.action == "retry":
+            await message.nack(requeue=True)
+        else:
+            await message.ack()
+    except Exception as exc:  # channel gone: the broker will redeliver, we reconcile then
+        log.warning("could not settle message: %r", exc,
+                    extra={"message_id": message.message_id})

@@ -1,0 +1,111 @@
+"""RabbitMQ topology, declared idempotently by workers and clients.
+
+    <p>.commands  (direct) --"<shard>"--> <p>.commands.<shard>  quorum, single-active-consumer,
+                                                              delivery-limit, DLX -> <p>.dlx
+    <p>.events    (topic)  --"order.#"--> <p>.events.audit     quorum (events are never unroutable)
+    <p>.dlx       (fanout) -------------> <p>.dead             quorum (poison + given-up commands)
+
+A command's shard is crc32(account) % shards, so one account always lands in
+one queue, and single-active-consumer gives that queue to one worker at a time.
+"""
+
+from __future__ import annotations
+
+import re
+import zlib
+from dataclasses import dataclass
+from typing import Any
+
+import aio_pika
+from aio_pika.abc import AbstractChannel, AbstractExchange, AbstractQueue
+
+
+@dataclass(frozen=True)
+class Names:
+    prefix: str
+    shards: int
+
+    @property
+    def commands(self) -> str:
+        return f"{self.prefix}.commands"
+
+    def shard_queue(self, shard: int) -> str:
+        return f"{self.prefix}.commands.{shard}"
+
+    @property
+    def events(self) -> str:
+        return f"{self.prefix}.events"
+
+    @property
+    def audit_queue(self) -> str:
+        return f"{self.prefix}.events.audit"
+
+    @property
+    def dlx(self) -> str:
+        return f"{self.prefix}.dlx"
+
+    @property
+    def dead_queue(self) -> str:
+        return f"{self.prefix}.dead"
+
+
+def shard_for(account: str, shards: int) -> int:
+    return zlib.crc32(account.encode()) % shards
+
+
+_UNSAFE = re.compile(r"[^A-Za-z0-9_\-]")
+
+
+def event_routing_key(account: str, symbol: str, kind: str) -> str:
+    """``order.<account>.<symbol>.<kind>``; symbol ``BTC/USDT`` becomes ``BTC_USDT``."""
+    return f"order.{_UNSAFE.sub('_', account)}.{_UNSAFE.sub('_', symbol)}.{kind}"
+
+
+@dataclass
+class Topology:
+    commands: AbstractExchange
+    events: AbstractExchange
+    dlx: AbstractExchange
+    shard_queues: list[AbstractQueue]
+    audit_queue: AbstractQueue
+    dead_queue: AbstractQueue
+
+
+QUORUM: dict[str, Any] = {"x-queue-type": "quorum"}
+
+
+async def declare(channel: AbstractChannel, names: Names, delivery_limit: int) -> Topology:
+    commands = await channel.declare_exchange(names.commands, aio_pika.ExchangeType.DIRECT,
+                                              durable=True)
+    events = await channel.declare_exchange(names.events, aio_pika.ExchangeType.TOPIC,
+                                            durable=True)
+    dlx = await channel.declare_exchange(names.dlx, aio_pika.ExchangeType.FANOUT, durable=True)
+    dead = await channel.declare_queue(names.dead_queue, arguments=QUORUM, durable=True)
+    await dead.bind(dlx)
+    audit = await channel.declare_queue(names.audit_queue, arguments=QUORUM, durable=True)
+    await audit.bind(events, "order.#")
+    shard_args: dict[str, Any] = {
+        **QUORUM,
+        "x-single-active-consumer": True,
+        "x-delivery-limit": delivery_limit,
+        "x-dead-letter-exchange": names.dlx,
+        "x-dead-letter-strategy": "at-least-once",
+        "x-overflow": "reject-publish",
+    }
+    queues = []
+    for shard in range(names.shards):
+        q = await channel.declare_queue(names.shard_queue(shard), arguments=shard_args,
+                                        durable=True)
+        await q.bind(commands, str(shard))
+        queues.append(q)
+    return Topology(commands, events, dlx, queues, audit, dead)
+
+
+async def delete(channel: AbstractChannel, names: Names) -> None:
+    """Remove everything ``declare`` made (tests and tooling)."""
+    for shard in range(names.shards):
+        await channel.queue_delete(names.shard_queue(shard))
+    for q in (names.audit_queue, names.dead_queue):
+        await channel.queue_delete(q)
+    for ex in (names.commands, names.events, names.dlx):
+        await channel.exchange_delete(ex)

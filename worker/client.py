@@ -1,0 +1,105 @@
+"""Strategy-side client: publish commands with confirms, await their events.
+
+    async with OrderClient(amqp_url) as client:
+        events = await client.submit(place_order, timeout_s=30)   # until terminal
+
+Commands are routed to the shard queue of their account (same function as the
+worker), persistent and confirmed; ``message_id`` is the command id.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections import defaultdict
+from typing import Self
+
+import aio_pika
+from aio_pika.abc import AbstractChannel, AbstractIncomingMessage, AbstractRobustConnection
+
+from schemas import Event
+from schemas.commands import Command, encode_command
+from schemas.events import TERMINAL_EVENTS, decode_event
+from worker.broker.topology import Names, Topology, declare, shard_for
+
+
+class OrderClient:
+    def __init__(self, amqp_url: str, *, prefix: str = "orderworker", shards: int = 4,
+                 delivery_limit: int = 5, watch: str = "order.#") -> None:
+        self.amqp_url = amqp_url
+        self.names = Names(prefix, shards)
+        self.delivery_limit = delivery_limit
+        self.watch = watch
+        self.events: dict[str, list[Event]] = defaultdict(list)
+        self.seen: set[str] = set()
+        self.duplicates = 0
+        self._waiters: dict[str, list[asyncio.Future[Event]]] = defaultdict(list)
+        self._first_waiters: dict[str, list[asyncio.Future[Event]]] = defaultdict(list)
+        self._conn: AbstractRobustConnection | None = None
+        self._channel: AbstractChannel | None = None
+        self._topo: Topology | None = None
+        self.listeners: list[asyncio.Queue[Event]] = []
+
+    async def __aenter__(self) -> Self:
+        self._conn = await aio_pika.connect_robust(self.amqp_url)
+        self._channel = await self._conn.channel(publisher_confirms=True, on_return_raises=True)
+        self._topo = await declare(self._channel, self.names, self.delivery_limit)
+        if self.watch:
+            queue = await self._channel.declare_queue(exclusive=True, auto_delete=True)
+            await queue.bind(self._topo.events, self.watch)
+            await queue.consume(self._on_event, no_ack=True)
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        if self._conn is not None:
+            await self._conn.close()
+
+    async def _on_event(self, message: AbstractIncomingMessage) -> None:
+        event = decode_event(message.body)
+        if event.event_id in self.seen:  # deterministic ids: dedupe redelivered states
+            self.duplicates += 1
+            return
+        self.seen.add(event.event_id)
+        self.events[event.command_id].append(event)
+        for q in self.listeners:
+            q.put_nowait(event)
+        for fut in self._first_waiters.pop(event.command_id, []):
+            if not fut.done():
+                fut.set_result(event)
+        if isinstance(event, TERMINAL_EVENTS):
+            for fut in self._waiters.pop(event.command_id, []):
+                if not fut.done():
+                    fut.set_result(event)
+
+    async def send(self, command: Command) -> None:
+        await self.publish_raw(encode_command(command), command.account,
+                               message_id=command.command_id)
+
+    async def publish_raw(self, body: bytes, account: str, message_id: str | None = None) -> None:
+        """Publish bytes to the account's shard queue, awaiting the broker's confirm."""
+        assert self._topo is not None, "use 'async with OrderClient(...)'"
+        message = aio_pika.Message(body, delivery_mode=aio_pika.DeliveryMode.PERSISTENT,
+                                   content_type="application/json", message_id=message_id)
+        await self._topo.commands.publish(message, str(shard_for(account, self.names.shards)),
+                                          mandatory=True)
+
+    async def wait_first(self, command_id: str, timeout_s: float = 60.0) -> Event:
+        """The first event of a command (usually OrderAccepted)."""
+        if self.events.get(command_id):
+            return self.events[command_id][0]
+        fut: asyncio.Future[Event] = asyncio.get_running_loop().create_future()
+        self._first_waiters[command_id].append(fut)
+        return await asyncio.wait_for(fut, timeout_s)
+
+    async def wait_terminal(self, command_id: str, timeout_s: float = 60.0) -> Event:
+        for event in self.events.get(command_id, []):
+            if isinstance(event, TERMINAL_EVENTS):
+                return event
+        fut: asyncio.Future[Event] = asyncio.get_running_loop().create_future()
+        self._waiters[command_id].append(fut)
+        return await asyncio.wait_for(fut, timeout_s)
+
+    async def submit(self, command: Command, timeout_s: float = 60.0) -> list[Event]:
+        """Send and wait for the terminal event; returns the order's events so far."""
+        await self.send(command)
+        await self.wait_terminal(command.command_id, timeout_s)
+        return list(self.events[command.command_id])

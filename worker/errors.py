@@ -1,0 +1,81 @@
+"""The one error hierarchy of orderworker; every failure maps to one outcome.
+
+    OrderWorkerError
+    ├── CommandError            bad input      -> OrderRejected + dead-letter, no retry
+    │   └── StaleCommand
+    ├── RiskRejected            pre-trade risk -> OrderRejected, no retry
+    └── ExchangeError
+        ├── TransientError      network, 5xx, maintenance -> bounded retry, backoff+jitter
+        │   └── RateLimited     429 / DDoS protection     -> same, longer backoff
+        ├── PermanentError      exchange said no          -> OrderRejected, no retry
+        │   ├── InvalidOrder
+        │   ├── InsufficientFunds
+        │   ├── AuthError
+        │   └── OrderNotFound
+        └── AmbiguousOrderState create may or may not have happened -> reconcile by
+                                client order id, never blind retry
+"""
+
+from __future__ import annotations
+
+from schemas.events import RejectReason
+
+
+class OrderWorkerError(Exception):
+    reason: RejectReason = RejectReason.INVALID
+
+
+class CommandError(OrderWorkerError):
+    reason = RejectReason.INVALID
+
+
+class StaleCommand(CommandError):
+    reason = RejectReason.STALE
+
+
+class RiskRejected(OrderWorkerError):
+    def __init__(self, reason: RejectReason, message: str) -> None:
+        super().__init__(message)
+        self.reason = reason
+
+
+class ExchangeError(OrderWorkerError):
+    reason = RejectReason.EXCHANGE_REJECTED
+
+
+class TransientError(ExchangeError):
+    reason = RejectReason.RETRIES_EXHAUSTED
+
+
+class RateLimited(TransientError):
+    pass
+
+
+class PermanentError(ExchangeError):
+    reason = RejectReason.EXCHANGE_REJECTED
+
+
+class InvalidOrder(PermanentError):
+    reason = RejectReason.EXCHANGE_INVALID_ORDER
+
+
+class InsufficientFunds(PermanentError):
+    reason = RejectReason.EXCHANGE_INSUFFICIENT_FUNDS
+
+
+class AuthError(PermanentError):
+    reason = RejectReason.EXCHANGE_AUTH
+
+
+class OrderNotFound(PermanentError):
+    reason = RejectReason.ORDER_NOT_FOUND
+
+
+class UnknownExchange(PermanentError):
+    reason = RejectReason.UNKNOWN_EXCHANGE
+
+
+class AmbiguousOrderState(ExchangeError):
+    """A create call failed in a way that leaves the order's existence unknown."""
+
+    reason = RejectReason.AMBIGUOUS

@@ -1,0 +1,1 @@
+"""Exchange layer: small ports, the paper exchange, and the ccxt adapter."""

@@ -1,0 +1,92 @@
+"""ExchangeFactory: driver registry plus a cache of live clients per (account, exchange).
+
+Built-in drivers: ``paper`` (in-process), ``binance``, ``bybit`` and ``ccxt``
+(any other ccxt id via ``ccxt_id``). The ccxt drivers are imported on first
+use, so importing the worker never loads ccxt. ``register`` adds more.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import importlib
+from collections.abc import Callable
+
+from worker.errors import AuthError, UnknownExchange
+from worker.exchange.credentials import Credentials, load_credentials
+from worker.exchange.paper import PaperExchange
+from worker.exchange.ports import Exchange
+from worker.logs import REDACTOR
+from worker.policy import placement_policy, retry_policy
+from worker.settings import ExchangeConfig, Settings
+
+Builder = Callable[[str, ExchangeConfig, Credentials | None, Settings], Exchange]
+
+
+def _paper(name: str, cfg: ExchangeConfig, creds: Credentials | None,
+           settings: Settings) -> Exchange:
+    return PaperExchange(name, cfg, placement=placement_policy(settings))
+
+
+def _lazy(module: str, cls: str) -> Builder:
+    def build(name: str, cfg: ExchangeConfig, creds: Credentials | None,
+              settings: Settings) -> Exchange:
+        klass = getattr(importlib.import_module(module), cls)
+        if creds is None and not cfg.options.get("allow_public_only"):
+            raise AuthError(f"no credentials configured for exchange {name!r}")
+        return klass(name, cfg, creds, retry=retry_policy(settings),  # type: ignore[no-any-return]
+                     placement=placement_policy(settings))
+    return build
+
+
+class ExchangeFactory:
+    """Implements the ExchangeProvider port."""
+
+    _drivers: dict[str, Builder] = {
+        "paper": _paper,
+        "ccxt": _lazy("worker.exchange.ccxt_adapter", "CCXTAdapter"),
+        "binance": _lazy("worker.exchange.binance", "BinanceExchange"),
+        "bybit": _lazy("worker.exchange.bybit", "BybitExchange"),
+    }
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self._drivers = dict(type(self)._drivers)
+        self._live: dict[tuple[str, str], Exchange] = {}
+        self._locks: dict[tuple[str, str], asyncio.Lock] = {}
+
+    def register(self, driver: str, builder: Builder) -> None:
+        self._drivers[driver] = builder
+
+    def is_spot(self, exchange: str) -> bool:
+        cfg = self.settings.exchange(exchange)
+        return cfg is None or cfg.market_type == "spot"
+
+    async def get(self, account: str, exchange: str) -> Exchange:
+        key = (account, exchange)
+        live = self._live.get(key)
+        if live is not None:
+            return live
+        async with self._locks.setdefault(key, asyncio.Lock()):
+            if key in self._live:
+                return self._live[key]
+            cfg = self.settings.exchange(exchange)
+            if cfg is None:
+                raise UnknownExchange(f"exchange {exchange!r} is not configured")
+            builder = self._drivers.get(cfg.driver)
+            if builder is None:
+                raise UnknownExchange(f"no driver {cfg.driver!r} for exchange {exchange!r}")
+            creds = load_credentials(account, exchange, secrets_dir=self.settings.secrets_dir)
+            if creds is not None:
+                REDACTOR.add(*creds.secrets())
+            client = builder(exchange, cfg, creds, self.settings)
+            await client.__aenter__()
+            self._live[key] = client
+            return client
+
+    def live(self) -> list[tuple[str, str, Exchange]]:
+        return [(a, e, x) for (a, e), x in self._live.items()]
+
+    async def aclose(self) -> None:
+        live, self._live = list(self._live.values()), {}
+        for client in live:
+            await client.__aexit__(None, None, None)

@@ -1,0 +1,149 @@
+"""Command handlers: plain async functions, no broker types.
+
+Outcome per failure class (see worker.errors):
+* invalid command           -> OrderRejected, dead-letter (poison, never retried)
+* stale / risk / exchange no -> OrderRejected, ack
+* transient / ambiguous     -> retry (requeue); on the final delivery OrderFailed + dead-letter
+* unexpected bug            -> same as transient, so the delivery-limit bounds it
+A command is acked only after its terminal event is confirmed by the broker.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import time
+from datetime import UTC, datetime
+from decimal import Decimal, InvalidOperation
+from typing import Any
+
+from schemas import CancelOrder, OrderFailed, OrderRejected, PlaceOrder, client_order_id
+from schemas.commands import Command
+from schemas.events import RejectReason
+from worker.errors import (
+    AmbiguousOrderState,
+    CommandError,
+    PermanentError,
+    RiskRejected,
+    StaleCommand,
+    TransientError,
+)
+from worker.eventbuild import accepted, refusal
+from worker.exchange.models import OrderRequest
+from worker.exchange.retry import call_with_retry
+from worker.policy import retry_policy
+from worker.ports import ACK, RETRY, Delivery, Deps, Outcome
+from worker.risk import check_risk
+from worker.tracking import order_deadline, track
+from worker.validation import check_fresh, validate_place
+
+log = logging.getLogger(__name__)
+
+
+async def _refuse(deps: Deps, cmd: Command, cid: str, kind: type[OrderRejected] | type[OrderFailed],
+                  reason: RejectReason, message: str) -> None:
+    order: dict[str, Any] = {}
+    if isinstance(cmd, PlaceOrder):
+        with contextlib.suppress(InvalidOperation):
+            order = {"amount": Decimal(cmd.amount), "side": cmd.side, "order_type": cmd.type}
+    await deps.publisher.publish([refusal(
+        kind, command_id=cmd.command_id, account=cmd.account, exchange=cmd.exchange,
+        symbol=cmd.symbol, cid=cid, reason=reason, message=message, **order)])
+    deps.metrics.outcomes.labels("rejected" if kind is OrderRejected else "failed").inc()
+
+
+async def handle_place(cmd: PlaceOrder, deps: Deps, delivery: Delivery) -> Outcome:
+    cid = client_order_id(cmd.account, cmd.command_id)
+    try:
+        order = validate_place(cmd)
+    except CommandError as exc:
+        await _refuse(deps, cmd, cid, OrderRejected, exc.reason, str(exc))
+        return Outcome("dead_letter", f"invalid: {exc}")
+    settings, policy, on_retry = deps.settings, retry_policy(deps.settings), deps.metrics.on_retry
+    async with delivery.turn:
+        exchange = await deps.exchanges.get(cmd.account, cmd.exchange)
+        state = await call_with_retry(policy, "find_order",
+                                      lambda: exchange.find_order(cmd.symbol, cid), on_retry)
+        if state is not None:
+            deps.metrics.reconciliations.labels("adopted").inc()
+            log.info("order exists, resuming", extra={"command_id": cmd.command_id,
+                                                      "client_order_id": cid})
+        else:
+            check_fresh(cmd.created_at, datetime.now(UTC), settings.max_command_age_s,
+                        settings.max_clock_skew_s)
+            await check_risk(order, exchange, settings.risk,
+                             spot=deps.exchanges.is_spot(cmd.exchange))
+            request = OrderRequest(symbol=cmd.symbol, side=cmd.side, type=cmd.type,
+                                   amount=order.amount, price=order.price,
+                                   client_order_id=cid, time_in_force=cmd.time_in_force)
+            state = await exchange.execute_trade(request, assume_absent=True)
+        await deps.publisher.publish([accepted(cmd, state, cid)])
+        deps.metrics.to_accepted.observe(_age(cmd))
+    final = await track(cmd, state, exchange, deps, cid,
+                        deadline=order_deadline(state, cmd.timeout_s))
+    outcome = {"closed": "filled"}.get(final.status, final.status)
+    deps.metrics.outcomes.labels(outcome).inc()
+    deps.metrics.to_terminal.labels(outcome).observe(_age(cmd))
+    return ACK
+
+
+async def handle_cancel(cmd: CancelOrder, deps: Deps, delivery: Delivery) -> Outcome:
+    target_cid = client_order_id(cmd.account, cmd.target_command_id)
+    policy, on_retry = retry_policy(deps.settings), deps.metrics.on_retry
+    async with delivery.turn:
+        exchange = await deps.exchanges.get(cmd.account, cmd.exchange)
+        state = await call_with_retry(
+            policy, "find_order", lambda: exchange.find_order(cmd.symbol, target_cid), on_retry)
+    if state is None:
+        await _refuse(deps, cmd, target_cid, OrderRejected, RejectReason.ORDER_NOT_FOUND,
+                      f"no order for command {cmd.target_command_id}")
+        return ACK
+    # Cancel now and publish the target's terminal state; event ids are derived from
+    # state, so this dedupes against the events of the placing command's own tracker.
+    await track(cmd, state, exchange, deps, target_cid, deadline=0.0,
+                command_id=cmd.target_command_id)
+    return ACK
+
+
+def _age(cmd: Command) -> float:
+    return max(0.0, time.time() - cmd.created_at.timestamp())
+
+
+async def handle(cmd: Command, deps: Deps, delivery: Delivery) -> Outcome:
+    """Dispatch one decoded command and map every failure to exactly one Outcome."""
+    cid = client_order_id(cmd.account, getattr(cmd, "target_command_id", cmd.command_id))
+    deps.metrics.commands.labels(type(cmd).__name__).inc()
+    deps.metrics.in_flight.inc()
+    try:
+        match cmd:
+            case PlaceOrder():
+                return await handle_place(cmd, deps, delivery)
+            case CancelOrder():
+                return await handle_cancel(cmd, deps, delivery)
+    except (StaleCommand, RiskRejected, PermanentError) as exc:
+        log.warning("order rejected: %s", exc, extra={"command_id": cmd.command_id,
+                                                      "client_order_id": cid})
+        await _refuse(deps, cmd, cid, OrderRejected, exc.reason, str(exc))
+        return ACK
+    except (TransientError, AmbiguousOrderState) as exc:
+        return await _retry_or_give_up(cmd, deps, delivery, cid, exc, exc.reason)
+    except Exception as exc:
+        log.exception("unexpected error", extra={"command_id": cmd.command_id,
+                                                 "client_order_id": cid})
+        return await _retry_or_give_up(cmd, deps, delivery, cid, exc,
+                                       RejectReason.RETRIES_EXHAUSTED)
+    finally:
+        deps.metrics.in_flight.dec()
+    raise AssertionError("unreachable")  # pragma: no cover
+
+
+async def _retry_or_give_up(cmd: Command, deps: Deps, delivery: Delivery, cid: str,
+                            exc: Exception, reason: RejectReason) -> Outcome:
+    if not delivery.final_attempt:
+        log.warning("will retry (attempt %d): %r", delivery.attempt, exc,
+                    extra={"command_id": cmd.command_id, "client_order_id": cid})
+        return RETRY
+    log.error("giving up after %d attempts: %r", delivery.attempt, exc,
+              extra={"command_id": cmd.command_id, "client_order_id": cid})
+    await _refuse(deps, cmd, cid, OrderFailed, reason, f"{type(exc).__name__}: {exc}")
+    return Outcome("dead_letter", f"gave up after {delivery.attempt} attempts: {exc!r}")

@@ -1,0 +1,75 @@
+"""Ports the handlers depend on (the exchange ports live in worker.exchange.ports).
+
+Handlers know no broker types: they get a ``Deps`` and a ``Delivery`` and
+return an ``Outcome``; the consumer turns that into ack / nack / dead-letter.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from contextlib import AbstractAsyncContextManager
+from dataclasses import dataclass, field
+from typing import Literal, Protocol
+
+from schemas import Event
+from worker.exchange.ports import Exchange
+from worker.metrics import Metrics
+from worker.settings import Settings
+
+
+class EventPublisher(Protocol):
+    """Publishes events durably; returns only once the broker confirmed all of them."""
+
+    async def publish(self, events: Sequence[Event]) -> None: ...
+
+
+class ExchangeProvider(Protocol):
+    """The live client for (account, exchange); raises UnknownExchange."""
+
+    async def get(self, account: str, exchange: str) -> Exchange: ...
+
+    def is_spot(self, exchange: str) -> bool: ...
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """What to do with the command message once the handler is done.
+
+    ack:         done; its events are confirmed by the broker.
+    retry:       transient trouble; requeue (bounded by the queue's delivery-limit).
+    dead_letter: poison or given up; park it in the dead-letter queue with ``reason``.
+    """
+
+    action: Literal["ack", "retry", "dead_letter"]
+    reason: str = ""
+
+
+ACK = Outcome("ack")
+RETRY = Outcome("retry")
+
+
+class _NoTurn:
+    async def __aenter__(self) -> None:
+        return None
+
+    async def __aexit__(self, *exc: object) -> None:
+        return None
+
+
+@dataclass
+class Delivery:
+    """Broker facts a handler may act on, without broker types."""
+
+    attempt: int = 1
+    final_attempt: bool = False
+    redelivered: bool = False
+    turn: AbstractAsyncContextManager[None] = field(default_factory=_NoTurn)
+    """Held while an order is submitted: serialises commands of one account."""
+
+
+@dataclass(frozen=True)
+class Deps:
+    settings: Settings
+    exchanges: ExchangeProvider
+    publisher: EventPublisher
+    metrics: Metrics

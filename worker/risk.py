@@ -1,0 +1,76 @@
+"""Pre-trade risk checks, run only before a *new* order is placed.
+
+Checks, in order: exchange minimums, max notional, price protection (limit
+price band against the ticker; market reference price against
+``max_slippage_bps``), position limit, free balance.
+"""
+
+from __future__ import annotations
+
+from decimal import Decimal
+
+from schemas import RejectReason
+from worker.errors import InvalidOrder, RiskRejected
+from worker.exchange.ports import Exchange
+from worker.settings import RiskLimits
+from worker.validation import ValidOrder
+
+BPS = Decimal(10_000)
+
+
+def _price_protection(order: ValidOrder, ticker: Decimal, limits: RiskLimits) -> None:
+    cmd = order.command
+    buy = cmd.side == "buy"
+    if cmd.type == "limit":
+        assert order.price is not None
+        band = ticker * Decimal(limits.price_band_bps) / BPS
+        if (buy and order.price > ticker + band) or (not buy and order.price < ticker - band):
+            raise RiskRejected(RejectReason.RISK_PRICE_PROTECTION,
+                               f"limit {order.price} is beyond {limits.price_band_bps} bps "
+                               f"of ticker {ticker}")
+    elif order.price is not None:
+        slip = order.price * Decimal(cmd.max_slippage_bps) / BPS
+        if (buy and ticker > order.price + slip) or (not buy and ticker < order.price - slip):
+            raise RiskRejected(RejectReason.RISK_PRICE_PROTECTION,
+                               f"ticker {ticker} moved beyond {cmd.max_slippage_bps} bps "
+                               f"of reference {order.price}")
+
+
+async def check_risk(order: ValidOrder, exchange: Exchange, limits: RiskLimits,
+                     *, spot: bool = True) -> Decimal:
+    """Raise RiskRejected/InvalidOrder, or return the ticker price used."""
+    cmd = order.command
+    ticker = await exchange.get_ticker_price(cmd.symbol)
+    rules = await exchange.get_market_rules(cmd.symbol)
+    ref_price = order.price if cmd.type == "limit" and order.price is not None else ticker
+    notional = order.amount * ref_price
+    if rules.min_amount is not None and order.amount < rules.min_amount:
+        raise InvalidOrder(f"amount {order.amount} below market minimum {rules.min_amount}")
+    if rules.min_notional is not None and notional < rules.min_notional:
+        raise InvalidOrder(f"notional {notional:.8f} below market minimum {rules.min_notional}")
+    if notional > limits.max_notional:
+        raise RiskRejected(RejectReason.RISK_MAX_NOTIONAL,
+                           f"notional {notional:.2f} exceeds max {limits.max_notional}")
+    _price_protection(order, ticker, limits)
+
+    signed = order.amount if cmd.side == "buy" else -order.amount
+    current = Decimal(0)
+    for pos in await exchange.get_positions():
+        if pos.symbol == cmd.symbol:
+            current = -pos.amount if pos.side == "short" else pos.amount
+    if abs(current + signed) > limits.max_position:
+        raise RiskRejected(RejectReason.RISK_POSITION_LIMIT,
+                           f"position would be {current + signed}, limit {limits.max_position}")
+
+    if limits.check_balance:
+        balances = await exchange.get_balances()
+        buffer = 1 + Decimal(limits.fee_buffer_bps) / BPS
+        if cmd.side == "buy" or not spot:
+            asset, need = rules.quote, notional * buffer
+        else:
+            asset, need = rules.base, order.amount
+        free = balances[asset].free if asset in balances else Decimal(0)
+        if need > free:
+            raise RiskRejected(RejectReason.RISK_BALANCE,
+                               f"needs {need:.8f} {asset}, free {free:.8f}")
+    return ticker
