@@ -54,16 +54,19 @@ async def check_risk(order: ValidOrder, exchange: Exchange, limits: RiskLimits,
     _price_protection(order, ticker, limits)
 
     signed = order.amount if cmd.side == "buy" else -order.amount
+    balances = await exchange.get_balances()
     current = Decimal(0)
-    for pos in await exchange.get_positions():
-        if pos.symbol == cmd.symbol:
-            current = -pos.amount if pos.side == "short" else pos.amount
+    if spot:  # the position is the base-asset holding
+        current = balances[rules.base].total if rules.base in balances else Decimal(0)
+    else:
+        for pos in await exchange.get_positions():
+            if pos.symbol == cmd.symbol:
+                current = -pos.amount if pos.side == "short" else pos.amount
     if abs(current + signed) > limits.max_position:
         raise RiskRejected(RejectReason.RISK_POSITION_LIMIT,
                            f"position would be {current + signed}, limit {limits.max_position}")
 
     if limits.check_balance:
-        balances = await exchange.get_balances()
         buffer = 1 + Decimal(limits.fee_buffer_bps) / BPS
         if cmd.side == "buy" or not spot:
             asset, need = rules.quote, notional * buffer

@@ -1,0 +1,40 @@
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+
+import pytest
+
+from worker.exchange.binance import BinanceExchange
+from worker.exchange.credentials import Credentials
+from worker.exchange.placement import PlacementPolicy
+from worker.exchange.retry import RetryPolicy
+from worker.settings import ExchangeConfig
+from worker.sim.binance import BinanceSim
+
+KEY, SECRET = "test-key-123456", "test-secret-abcdef"
+# client gives up after 1 s; the simulator drops requests older than 1.5 s
+TIMEOUT_MS, RECV_WINDOW_MS = 1000, 1500
+FAST_RETRY = RetryPolicy(attempts=4, max_total_s=3, initial_s=0.02, max_backoff_s=0.2)
+
+
+def binance_config(url: str) -> ExchangeConfig:
+    return ExchangeConfig(driver="binance", urls={"rest": url}, timeout_ms=TIMEOUT_MS,
+                          options={"recvWindow": RECV_WINDOW_MS})
+
+
+@pytest.fixture
+async def sim() -> AsyncIterator[BinanceSim]:
+    s = BinanceSim({KEY: SECRET})
+    await s.start()
+    yield s
+    await s.stop()
+
+
+@pytest.fixture
+async def binance(sim: BinanceSim) -> AsyncIterator[BinanceExchange]:
+    ex = BinanceExchange("binance", binance_config(f"http://127.0.0.1:{sim.port}"),
+                         Credentials(KEY, SECRET), retry=FAST_RETRY,
+                         placement=PlacementPolicy(lookups=3, lookup_delay_s=0.1,
+                                                   refused_backoff_s=0.05))
+    async with ex:
+        yield ex

@@ -1,0 +1,89 @@
+"""Binance quirks on top of the generic ccxt adapter.
+
+* client id: ``newClientOrderId`` on create, ``origClientOrderId`` on lookup
+  (fetch_order by client id covers open *and* closed orders).
+* Binance refuses a reused client id only while the first order is open,
+  hence the lookup before every create (placement.place_once).
+* markets: only the configured market type is loaded; no private currency call.
+* fees: order endpoints carry no commission, so a filled order's fee is
+  summed from its trades (myTrades by orderId).
+"""
+
+from __future__ import annotations
+
+from decimal import Decimal
+from typing import Any
+
+import msgspec
+
+from worker.errors import OrderNotFound
+from worker.exchange.ccxt_adapter import CCXTAdapter
+from worker.exchange.models import OrderRequest, OrderState
+
+DEFAULT_RECV_WINDOW_MS = 5000
+_HOSTS = ("https://api.binance.com", "https://testnet.binance.vision")
+_MARKET_TYPES = {"spot": "spot", "future": "linear", "swap": "linear"}
+
+
+class BinanceExchange(CCXTAdapter):
+    client_id_param = "newClientOrderId"
+
+    @property
+    def ccxt_id(self) -> str:
+        return self.config.ccxt_id or "binance"
+
+    def request_window_s(self) -> float:
+        """Binance rejects a request older than recvWindow (sent with every signed call)."""
+        return self.recv_window_ms() / 1000 + 0.5
+
+    def recv_window_ms(self) -> int:
+        return int(self.config.options.get("recvWindow", DEFAULT_RECV_WINDOW_MS))
+
+    def default_options(self) -> dict[str, Any]:
+        return {
+            **super().default_options(),
+            "recvWindow": DEFAULT_RECV_WINDOW_MS,
+            "fetchMarkets": {"types": [_MARKET_TYPES[self.config.market_type]]},
+            "fetchCurrencies": False,
+            "fetchMargins": False,
+            "warnOnFetchOpenOrdersWithoutSymbol": False,
+        }
+
+    def build_client(self) -> Any:
+        """``urls: {"rest": "http://host:port"}`` points every Binance REST base there."""
+        rest = self.config.urls.get("rest")
+        client = super().build_client()
+        if isinstance(rest, str):
+            for key, url in list(client.urls["api"].items()):
+                if isinstance(url, str) and url.startswith(_HOSTS):
+                    client.urls["api"][key] = rest.rstrip("/") + "/" + url.split("/", 3)[3]
+        return client
+
+    def create_params(self, req: OrderRequest) -> dict[str, Any]:
+        params = super().create_params(req)
+        params["newOrderRespType"] = "FULL"
+        return params
+
+    async def find_order(self, symbol: str, client_order_id: str) -> OrderState | None:
+        try:
+            raw = await self._call("fetch_order", self.client.fetch_order, None, symbol,
+                                   {"origClientOrderId": client_order_id})
+        except OrderNotFound:
+            return None
+        return await self._with_fees(self.parse_order(raw))
+
+    async def get_order(self, symbol: str, order_id: str) -> OrderState:
+        return await self._with_fees(await super().get_order(symbol, order_id))
+
+    async def _with_fees(self, state: OrderState) -> OrderState:
+        if not state.is_terminal or state.filled == 0 or state.fee:
+            return state
+        trades = await self._call("fetch_order_trades", self.client.fetch_order_trades,
+                                  state.id, state.symbol)
+        fee, ccy = Decimal(0), None
+        for t in trades:
+            f = t.get("fee") or {}
+            if f.get("cost") is not None:
+                fee += Decimal(str(f["cost"]))
+                ccy = f.get("currency") or ccy
+        return msgspec.structs.replace(state, fee=fee, fee_currency=ccy) if trades else state

@@ -1,0 +1,324 @@
+"""CCXTAdapter: the Exchange port on ccxt.async_support (the only module importing ccxt).
+
+Error translation (ccxt -> worker.errors), most specific first:
+
+    any call      RateLimitExceeded, DDoSProtection        -> RateLimited (transient)
+                  AuthenticationError, PermissionDenied    -> AuthError
+                  InsufficientFunds                        -> InsufficientFunds
+                  OrderNotFound                            -> OrderNotFound
+                  InvalidOrder, BadRequest (NOTIONAL...)   -> InvalidOrder
+                  other ExchangeError, NotSupported        -> PermanentError
+    create_order  InvalidNonce                             -> TransientError (refused)
+                  NetworkError, RequestTimeout, 5xx,
+                  OperationFailed, BadResponse, anything
+                  unexpected                               -> AmbiguousOrderState (reconcile)
+    other calls   NetworkError, ExchangeNotAvailable,
+                  OnMaintenance, OperationFailed           -> TransientError (retried)
+"""
+
+from __future__ import annotations
+
+import asyncio
+import copy
+import dataclasses
+from decimal import Decimal
+from typing import Any, Literal, Self
+
+import ccxt.async_support as ccxt_async
+from ccxt.base import errors as ce
+
+from worker import errors as we
+from worker.exchange.credentials import Credentials
+from worker.exchange.models import (
+    Balance,
+    Candle,
+    MarketRules,
+    OrderRequest,
+    OrderState,
+    OrderStatus,
+    Position,
+)
+from worker.exchange.placement import PlacementPolicy, place_once
+from worker.exchange.retry import RetryPolicy, call_with_retry
+from worker.settings import ExchangeConfig
+
+_STATUSES: dict[str, OrderStatus] = {  # anything else (e.g. 'canceling') is not terminal yet
+    s: s for s in ("open", "closed", "canceled", "rejected", "expired")}
+
+
+def _dec(value: Any) -> Decimal | None:
+    return None if value is None else Decimal(str(value))
+
+
+def _merge(base: dict[str, Any], extra: dict[str, Any]) -> dict[str, Any]:
+    out = copy.deepcopy(base)
+    for key, value in extra.items():
+        if isinstance(value, dict) and isinstance(out.get(key), dict):
+            out[key] = _merge(out[key], value)
+        else:
+            out[key] = value
+    return out
+
+
+def translate(exc: BaseException, *, creating: bool = False) -> we.ExchangeError:
+    """Map a ccxt (or transport) exception to exactly one of our error classes."""
+    msg = f"{type(exc).__name__}: {exc}"[:500]
+    if isinstance(exc, ce.RateLimitExceeded | ce.DDoSProtection):
+        return we.RateLimited(msg)
+    if isinstance(exc, ce.AuthenticationError):
+        return we.AuthError(msg)
+    if isinstance(exc, ce.InsufficientFunds):
+        return we.InsufficientFunds(msg)
+    if isinstance(exc, ce.OrderNotFound):
+        return we.OrderNotFound(msg)
+    if isinstance(exc, ce.InvalidOrder | ce.BadRequest):
+        return we.InvalidOrder(msg)
+    if isinstance(exc, ce.ExchangeError | ce.NotSupported):
+        return we.PermanentError(msg)
+    if creating:
+        if isinstance(exc, ce.InvalidNonce):
+            return we.TransientError(msg)
+        return we.AmbiguousOrderState(msg)
+    if isinstance(exc, ce.OperationFailed | asyncio.TimeoutError | OSError):
+        return we.TransientError(msg)
+    return we.TransientError(msg)
+
+
+class CCXTAdapter:
+    """Generic ccxt exchange; subclasses add per-exchange quirks."""
+
+    client_id_param = "clientOrderId"
+
+    def __init__(self, name: str, config: ExchangeConfig, credentials: Credentials | None,
+                 *, retry: RetryPolicy | None = None,
+                 placement: PlacementPolicy | None = None) -> None:
+        self.name = name
+        self.config = config
+        self._credentials = credentials
+        self.retry = retry or RetryPolicy()
+        base = placement or PlacementPolicy()
+        self.placement = dataclasses.replace(
+            base, settle_s=max(base.settle_s, self.request_window_s()))
+        self.client: Any = None
+        self.reconciliations = 0
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}(name={self.name!r}, id={self.ccxt_id!r})"
+
+    @property
+    def ccxt_id(self) -> str:
+        return self.config.ccxt_id or self.name
+
+    def request_window_s(self) -> float:
+        """How long after sending a create the exchange might still execute it.
+        Generic exchanges give no bound; assume one client timeout more."""
+        return self.config.timeout_ms / 1000 + 1.0
+
+    # -- lifecycle ---------------------------------------------------------------
+    def default_options(self) -> dict[str, Any]:
+        return {"defaultType": self.config.market_type}
+
+    def build_client(self) -> Any:
+        cfg = self.config
+        klass = getattr(ccxt_async, self.ccxt_id, None)
+        if klass is None:
+            raise we.UnknownExchange(f"ccxt has no exchange {self.ccxt_id!r}")
+        params: dict[str, Any] = {
+            "enableRateLimit": cfg.rate_limit,
+            "timeout": cfg.timeout_ms,
+            "options": _merge(self.default_options(), cfg.options),
+        }
+        if self._credentials is not None:
+            params["apiKey"] = self._credentials.api_key.reveal()
+            params["secret"] = self._credentials.secret.reveal()
+            if self._credentials.password is not None:
+                params["password"] = self._credentials.password.reveal()
+        client = klass(params)
+        if cfg.sandbox:
+            client.set_sandbox_mode(True)
+        if cfg.urls:
+            client.urls = _merge(client.urls, cfg.urls)
+        return client
+
+    async def __aenter__(self) -> Self:
+        self.client = self.build_client()
+        try:
+            await self._call("load_markets", self.client.load_markets)
+        except BaseException:
+            await self.client.close()
+            raise
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        if self.client is not None:
+            await self.client.close()
+
+    async def _call(self, op: str, fn: Any, *args: Any, **kw: Any) -> Any:
+        async def once() -> Any:
+            try:
+                return await fn(*args, **kw)
+            except we.ExchangeError:
+                raise
+            except Exception as exc:
+                raise translate(exc) from exc
+
+        return await call_with_retry(self.retry, op, once)
+
+    # -- market data -------------------------------------------------------------
+    async def get_ticker_price(self, symbol: str) -> Decimal:
+        t = await self._call("fetch_ticker", self.client.fetch_ticker, symbol)
+        price = t.get("last") or t.get("close")
+        if price is None and t.get("bid") and t.get("ask"):
+            price = (Decimal(str(t["bid"])) + Decimal(str(t["ask"]))) / 2
+        if price is None:
+            raise we.TransientError(f"no price in ticker for {symbol}")
+        return Decimal(str(price))
+
+    async def fetch_ohlcv(self, symbol: str, timeframe: str = "1m",
+                          limit: int = 100) -> list[Candle]:
+        rows = await self._call("fetch_ohlcv", self.client.fetch_ohlcv, symbol, timeframe,
+                                None, limit)
+        return [Candle(int(r[0]), *(Decimal(str(v)) for v in r[1:6])) for r in rows]
+
+    async def get_market_rules(self, symbol: str) -> MarketRules:
+        try:
+            m = self.client.market(symbol)
+        except Exception as exc:
+            raise translate(exc) from exc
+        precision, limits = m.get("precision", {}), m.get("limits", {})
+        return MarketRules(
+            symbol=symbol, base=m["base"], quote=m["quote"],
+            amount_step=_dec(precision.get("amount")), price_step=_dec(precision.get("price")),
+            min_amount=_dec(limits.get("amount", {}).get("min")),
+            min_notional=_dec(limits.get("cost", {}).get("min")))
+
+    # -- trading -------------------------------------------------------------------
+    def create_params(self, req: OrderRequest) -> dict[str, Any]:
+        params: dict[str, Any] = {self.client_id_param: req.client_order_id}
+        if req.type == "limit":
+            params["timeInForce"] = req.time_in_force
+        return params
+
+    async def execute_trade(self, request: OrderRequest, *,
+                            assume_absent: bool = False) -> OrderState:
+        def counted() -> None:
+            self.reconciliations += 1
+
+        return await place_once(self, request, self.placement, on_reconcile=counted,
+                                assume_absent=assume_absent)
+
+    def _precise(self, req: OrderRequest) -> tuple[str, str | None]:
+        """Round to the market's precision (amount down) and check minimums locally."""
+        try:
+            amount = self.client.amount_to_precision(req.symbol, str(req.amount))
+            price = (self.client.price_to_precision(req.symbol, str(req.price))
+                     if req.price is not None else None)
+        except Exception as exc:  # ccxt raises InvalidOrder for amounts below precision
+            raise translate(exc) from exc
+        limits = self.client.market(req.symbol).get("limits", {})
+        min_amount = _dec(limits.get("amount", {}).get("min"))
+        if min_amount is not None and Decimal(amount) < min_amount:
+            raise we.InvalidOrder(f"amount {amount} below lot minimum {min_amount}")
+        return amount, price
+
+    async def create_order(self, req: OrderRequest) -> OrderState:
+        """One create call; never retried here (see placement.place_once)."""
+        amount, price = self._precise(req)
+        try:
+            raw = await self.client.create_order(req.symbol, req.type, req.side, amount, price,
+                                                 self.create_params(req))
+        except Exception as exc:
+            raise translate(exc, creating=True) from exc
+        state = self.parse_order(raw, req)
+        if state.status == "open" and state.filled == 0 and not raw.get("status"):
+            return await self.get_order(req.symbol, state.id)  # ack-only response
+        return state
+
+    async def find_order(self, symbol: str, client_order_id: str) -> OrderState | None:
+        """Generic lookup: open orders, then recent closed/canceled ones."""
+        lookups = (("fetch_open_orders", "fetchOpenOrders"),
+                   ("fetch_closed_orders", "fetchClosedOrders"),
+                   ("fetch_canceled_orders", "fetchCanceledOrders"))
+        for method, capability in lookups:
+            if not self.client.has.get(capability):
+                continue
+            orders = await self._call(method, getattr(self.client, method), symbol)
+            for raw in orders:
+                if raw.get("clientOrderId") == client_order_id:
+                    return self.parse_order(raw)
+        return None
+
+    async def get_order(self, symbol: str, order_id: str) -> OrderState:
+        raw = await self._call("fetch_order", self.client.fetch_order, order_id, symbol)
+        return self.parse_order(raw)
+
+    async def cancel_order(self, symbol: str, order_id: str) -> OrderState:
+        await self._call("cancel_order", self.client.cancel_order, order_id, symbol)
+        return await self.get_order(symbol, order_id)
+
+    async def get_open_orders(self, symbol: str | None = None) -> list[OrderState]:
+        rows = await self._call("fetch_open_orders", self.client.fetch_open_orders, symbol)
+        return [self.parse_order(r) for r in rows]
+
+    async def get_order_history(self, symbol: str, limit: int = 100) -> list[OrderState]:
+        rows = await self._call("fetch_orders", self.client.fetch_orders, symbol, None, limit)
+        return [self.parse_order(r) for r in rows]
+
+    # -- account ---------------------------------------------------------------------
+    async def get_balances(self) -> dict[str, Balance]:
+        raw = await self._call("fetch_balance", self.client.fetch_balance)
+        out = {}
+        for asset, total in (raw.get("total") or {}).items():
+            if total is None:
+                continue
+            free = raw.get("free", {}).get(asset) or 0
+            used = raw.get("used", {}).get(asset) or 0
+            out[asset] = Balance(asset=asset, free=Decimal(str(free)), used=Decimal(str(used)),
+                                 total=Decimal(str(total)))
+        return out
+
+    async def get_portfolio_value(self, quote: str = "USDT") -> Decimal:
+        total = Decimal(0)
+        for asset, bal in (await self.get_balances()).items():
+            if bal.total == 0:
+                continue
+            if asset == quote:
+                total += bal.total
+            elif f"{asset}/{quote}" in self.client.markets:
+                total += bal.total * await self.get_ticker_price(f"{asset}/{quote}")
+        return total
+
+    async def get_positions(self) -> list[Position]:
+        if self.config.market_type == "spot":
+            return [Position(symbol=asset, side="long", amount=b.total)
+                    for asset, b in (await self.get_balances()).items() if b.total > 0]
+        rows = await self._call("fetch_positions", self.client.fetch_positions)
+        out = []
+        for p in rows:
+            size = Decimal(str(p.get("contracts") or 0)) * Decimal(str(p.get("contractSize") or 1))
+            side: Literal["long", "short", "flat"] = (
+                "short" if p.get("side") == "short" else "long") if size else "flat"
+            out.append(Position(symbol=p["symbol"], side=side,
+                                amount=size, entry_price=_dec(p.get("entryPrice")),
+                                unrealized_pnl=_dec(p.get("unrealizedPnl"))))
+        return out
+
+    # -- parsing ---------------------------------------------------------------------
+    def parse_order(self, raw: dict[str, Any], req: OrderRequest | None = None) -> OrderState:
+        amount = _dec(raw.get("amount")) or (req.amount if req else Decimal(0))
+        filled = _dec(raw.get("filled")) or Decimal(0)
+        status: OrderStatus = _STATUSES.get(raw.get("status") or "open", "open")
+        fee, fee_ccy = Decimal(0), None
+        for f in raw.get("fees") or ([raw["fee"]] if raw.get("fee") else []):
+            if f and f.get("cost") is not None:
+                fee += Decimal(str(f["cost"]))
+                fee_ccy = f.get("currency") or fee_ccy
+        return OrderState(
+            id=str(raw["id"]), client_order_id=raw.get("clientOrderId"),
+            symbol=raw.get("symbol") or (req.symbol if req else ""),
+            side=raw.get("side") or (req.side if req else ""),
+            type=raw.get("type") or (req.type if req else ""), status=status,
+            amount=amount, filled=filled,
+            remaining=_dec(raw.get("remaining")) or amount - filled,
+            price=_dec(raw.get("price")), average=_dec(raw.get("average")) if filled else None,
+            fee=fee, fee_currency=fee_ccy, timestamp_ms=raw.get("timestamp"))

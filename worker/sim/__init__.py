@@ -1,0 +1,1 @@
+"""Local exchange simulators for tests, chaos runs and benchmarks."""

@@ -1,0 +1,296 @@
+"""A local server speaking enough of Binance's spot REST API for ccxt.
+
+Endpoints under /api/v3: ping, time, exchangeInfo, ticker/24hr, ticker/price,
+klines, account, order (POST/GET/DELETE, by orderId or origClientOrderId),
+openOrders, allOrders, myTrades. Signed calls are checked like Binance does:
+X-MBX-APIKEY, HMAC-SHA256 ``signature`` over the query (GET/DELETE) or body
+(POST), ``timestamp`` within ``recvWindow``. Matching is the paper engine, one
+book per API key. Faults come from ``worker.sim.faults``; the admin API
+(/_admin/faults, /_admin/stats) lets other processes drive it.
+
+Run: ``python -m worker.sim.binance --port 9100 --key K --secret S``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import hashlib
+import hmac
+import time
+from decimal import Decimal
+from typing import Any
+from urllib.parse import parse_qsl
+
+from aiohttp import web
+
+from worker.errors import InsufficientFunds, InvalidOrder, OrderNotFound
+from worker.exchange.models import OrderRequest, OrderState
+from worker.exchange.paper import PaperExchange
+from worker.settings import ExchangeConfig
+from worker.sim.binance_json import exchange_info, order_json, ticker_json, trade_json
+from worker.sim.faults import FaultPlan
+
+
+class BinanceError(Exception):
+    def __init__(self, status: int, code: int, msg: str) -> None:
+        super().__init__(msg)
+        self.status, self.code, self.msg = status, code, msg
+
+
+def _group(request: web.Request) -> str:
+    path = request.path
+    if path.endswith("/order"):
+        return {"POST": "create", "DELETE": "cancel"}.get(request.method, "query")
+    if path.endswith(("/openOrders", "/allOrders", "/myTrades")):
+        return "query"
+    if path.endswith("/account"):
+        return "account"
+    return "market"
+
+
+class BinanceSim:
+    def __init__(self, keys: dict[str, str], *, fill_ratio: str = "1",
+                 balances: dict[str, Decimal] | None = None) -> None:
+        self.keys = keys
+        cfg = ExchangeConfig(paper_fill_ratio=Decimal(fill_ratio),
+                             paper_balances=balances or {"USDT": Decimal("100000000"),
+                                                         "BTC": Decimal("1000")})
+        self.books = {key: PaperExchange("binance-sim", cfg, tick_s=0.02) for key in keys}
+        self.faults = FaultPlan()
+        self.requests = 0
+        self.runner: web.AppRunner | None = None
+        self.port = 0
+
+    # -- plumbing ------------------------------------------------------------------
+    def app(self) -> web.Application:
+        app = web.Application(middlewares=[self._middleware])
+        r = app.router
+        r.add_get("/api/v3/ping", self.ping)
+        r.add_get("/api/v3/time", self.server_time)
+        r.add_get("/api/v3/exchangeInfo", self.exchange_info)
+        r.add_get("/api/v3/ticker/24hr", self.ticker)
+        r.add_get("/api/v3/ticker/price", self.ticker)
+        r.add_get("/api/v3/klines", self.klines)
+        r.add_get("/api/v3/account", self.account)
+        r.add_post("/api/v3/order", self.create)
+        r.add_get("/api/v3/order", self.query)
+        r.add_delete("/api/v3/order", self.cancel)
+        r.add_get("/api/v3/openOrders", self.open_orders)
+        r.add_get("/api/v3/allOrders", self.all_orders)
+        r.add_get("/api/v3/myTrades", self.my_trades)
+        r.add_post("/_admin/faults", self.set_faults)
+        r.add_get("/_admin/stats", self.stats)
+        return app
+
+    async def start(self, port: int = 0, host: str = "127.0.0.1") -> str:
+        self.runner = web.AppRunner(self.app(), access_log=None)
+        await self.runner.setup()
+        site = web.TCPSite(self.runner, host, port)
+        await site.start()
+        self.port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+        return f"http://{host}:{self.port}"
+
+    async def stop(self) -> None:
+        if self.runner is not None:
+            await self.runner.cleanup()
+
+    @staticmethod
+    def _json(body: Any, status: int = 200) -> web.Response:
+        return web.json_response(body, status=status)
+
+    @web.middleware
+    async def _middleware(self, request: web.Request, handler: Any) -> web.StreamResponse:
+        if request.path.startswith("/_admin"):
+            return await handler(request)  # type: ignore[no-any-return]
+        self.requests += 1
+        fault = self.faults.pick(_group(request))
+        kind = fault.kind if fault else None
+        if kind in ("500", "503"):
+            return self._json({"code": -1001, "msg": "Internal error."}, int(kind or 500))
+        if kind == "429":
+            return self._json({"code": -1003, "msg": "Too many requests."}, 429)
+        if kind == "reset":
+            _drop(request)
+            raise web.HTTPServiceUnavailable()
+        if kind == "latency" and fault:
+            await asyncio.sleep(fault.delay_s)
+        try:
+            response: web.StreamResponse = await handler(request)
+        except BinanceError as exc:
+            response = self._json({"code": exc.code, "msg": exc.msg}, exc.status)
+        if kind == "500_after":
+            return self._json({"code": -1001, "msg": "Internal error; unable to process."}, 500)
+        if kind == "accept_drop":
+            _drop(request)
+            raise web.HTTPServiceUnavailable()
+        return response
+
+    async def _signed(self, request: web.Request) -> tuple[PaperExchange, dict[str, str]]:
+        key = request.headers.get("X-MBX-APIKEY", "")
+        if key not in self.keys:
+            raise BinanceError(401, -2015, "Invalid API-key, IP, or permissions for action.")
+        raw = (await request.text()) if request.method == "POST" else request.query_string
+        payload, _, signature = raw.rpartition("&signature=")
+        expected = hmac.new(self.keys[key].encode(), payload.encode(), hashlib.sha256).hexdigest()
+        if not hmac.compare_digest(expected, signature):
+            raise BinanceError(400, -1022, "Signature for this request is not valid.")
+        params = dict(parse_qsl(payload))
+        window = int(params.get("recvWindow", "5000"))
+        if abs(_ms() - int(params.get("timestamp", "0"))) > window:
+            raise BinanceError(400, -1021, "Timestamp for this request is outside of the "
+                                           "recvWindow.")
+        return self.books[key], params
+
+    def _symbol(self, book: PaperExchange, market_id: str | None) -> str:
+        for symbol in book._books:
+            if symbol.replace("/", "") == market_id:
+                return symbol
+        raise BinanceError(400, -1121, "Invalid symbol.")
+
+    # -- public --------------------------------------------------------------------
+    async def ping(self, _: web.Request) -> web.Response:
+        return self._json({})
+
+    async def server_time(self, _: web.Request) -> web.Response:
+        return self._json({"serverTime": _ms()})
+    async def exchange_info(self, _: web.Request) -> web.Response:
+        return self._json(exchange_info(next(iter(self.books.values()))._books))
+
+    async def ticker(self, request: web.Request) -> web.Response:
+        book = next(iter(self.books.values()))
+        symbol = self._symbol(book, request.query.get("symbol"))
+        return self._json(ticker_json(symbol, await book.get_ticker_price(symbol)))
+
+    async def klines(self, request: web.Request) -> web.Response:
+        book = next(iter(self.books.values()))
+        symbol = self._symbol(book, request.query.get("symbol"))
+        candles = await book.fetch_ohlcv(symbol, request.query.get("interval", "1m"),
+                                         int(request.query.get("limit", "500")))
+        return self._json([[c.timestamp_ms, str(c.open), str(c.high), str(c.low), str(c.close),
+                            str(c.volume), c.timestamp_ms + 59_999, "0", 0, "0", "0", "0"]
+                           for c in candles])
+
+    # -- private -------------------------------------------------------------------
+    async def account(self, request: web.Request) -> web.Response:
+        book, _ = await self._signed(request)
+        balances = await book.get_balances()
+        return self._json({"makerCommission": 10, "takerCommission": 10, "canTrade": True,
+                           "canWithdraw": True, "canDeposit": True, "updateTime": _ms(),
+                           "accountType": "SPOT", "permissions": ["SPOT"],
+                           "balances": [{"asset": a, "free": str(b.free), "locked": str(b.used)}
+                                        for a, b in balances.items()]})
+
+    async def create(self, request: web.Request) -> web.Response:
+        book, p = await self._signed(request)
+        symbol = self._symbol(book, p.get("symbol"))
+        try:
+            req = OrderRequest(
+                symbol=symbol, side=p["side"].lower(), type=p["type"].lower(),  # type: ignore[arg-type]
+                amount=Decimal(p["quantity"]),
+                price=Decimal(p["price"]) if p.get("price") else None,
+                client_order_id=p.get("newClientOrderId") or f"sim-{_ms()}",
+                time_in_force=p.get("timeInForce", "GTC"))  # type: ignore[arg-type]
+        except (KeyError, ArithmeticError) as exc:
+            raise BinanceError(400, -1102, f"Mandatory parameter missing: {exc}") from exc
+        if req.amount * (req.price or await book.get_ticker_price(symbol)) < Decimal(5):
+            raise BinanceError(400, -1013, "Filter failure: NOTIONAL")
+        try:
+            state = await book.create_order(req)
+        except InsufficientFunds as exc:
+            raise BinanceError(400, -2010, "Account has insufficient balance for requested "
+                                           "action.") from exc
+        except InvalidOrder as exc:
+            raise BinanceError(400, -2010, str(exc)) from exc
+        return self._json(order_json(state, full=True))
+
+    async def _order(self, book: PaperExchange, p: dict[str, str], code: int,
+                     msg: str) -> OrderState:
+        symbol = self._symbol(book, p.get("symbol"))
+        if p.get("orderId"):
+            try:
+                return await book.get_order(symbol, f"P{p['orderId']}")
+            except OrderNotFound as exc:
+                raise BinanceError(400, code, msg) from exc
+        state = await book.find_order(symbol, p.get("origClientOrderId", ""))
+        if state is None:
+            raise BinanceError(400, code, msg)
+        return state
+
+    async def query(self, request: web.Request) -> web.Response:
+        book, p = await self._signed(request)
+        return self._json(order_json(await self._order(book, p, -2013, "Order does not exist.")))
+
+    async def cancel(self, request: web.Request) -> web.Response:
+        book, p = await self._signed(request)
+        state = await self._order(book, p, -2011, "Unknown order sent.")
+        if state.is_terminal:
+            raise BinanceError(400, -2011, "Unknown order sent.")
+        return self._json(order_json(await book.cancel_order(state.symbol, state.id)))
+
+    async def open_orders(self, request: web.Request) -> web.Response:
+        book, p = await self._signed(request)
+        symbol = self._symbol(book, p["symbol"]) if p.get("symbol") else None
+        return self._json([order_json(s) for s in await book.get_open_orders(symbol)])
+
+    async def all_orders(self, request: web.Request) -> web.Response:
+        book, p = await self._signed(request)
+        symbol = self._symbol(book, p.get("symbol"))
+        limit = int(p.get("limit", "500"))
+        return self._json([order_json(s) for s in await book.get_order_history(symbol, limit)])
+
+    async def my_trades(self, request: web.Request) -> web.Response:
+        book, p = await self._signed(request)
+        symbol = self._symbol(book, p.get("symbol"))
+        states = await book.get_order_history(symbol, 10_000)
+        if p.get("orderId"):
+            states = [s for s in states if s.id == f"P{p['orderId']}"]
+        return self._json([trade_json(s) for s in states if s.filled > 0])
+
+    # -- admin -----------------------------------------------------------------------
+    async def set_faults(self, request: web.Request) -> web.Response:
+        body = await request.json()
+        self.faults.set(body.get("rules", []), body.get("seed"))
+        return self._json({"ok": True})
+
+    def orders_per_client_id(self) -> dict[str, int]:
+        counts: dict[str, int] = {}
+        for book in self.books.values():
+            for order in book._orders.values():
+                cid = order.req.client_order_id
+                counts[cid] = counts.get(cid, 0) + 1
+        return counts
+
+    async def stats(self, _: web.Request) -> web.Response:
+        return self._json({"requests": self.requests, "injected": self.faults.injected,
+                           "orders_per_client_id": self.orders_per_client_id()})
+
+
+def _ms() -> int:
+    return int(time.time() * 1000)
+
+
+def _drop(request: web.Request) -> None:
+    if request.transport is not None:
+        request.transport.abort()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--port", type=int, default=9100)
+    parser.add_argument("--key", action="append", default=[])
+    parser.add_argument("--secret", action="append", default=[])
+    parser.add_argument("--fill-ratio", default="1")
+    args = parser.parse_args()
+    sim = BinanceSim(dict(zip(args.key, args.secret, strict=True)), fill_ratio=args.fill_ratio)
+
+    async def serve() -> None:
+        url = await sim.start(args.port)
+        print(f"binance simulator on {url}", flush=True)
+        await asyncio.Event().wait()
+
+    asyncio.run(serve())
+
+
+if __name__ == "__main__":
+    main()
