@@ -22,9 +22,11 @@ from aio_pika.abc import AbstractQueue, AbstractRobustConnection
 from worker.broker.consumer import CommandConsumer
 from worker.broker.publisher import RabbitPublisher
 from worker.broker.topology import Names, declare
+from worker.crashpoints import CrashPoints
 from worker.exchange.factory import ExchangeFactory
 from worker.metrics import Metrics
 from worker.ports import Deps, ExchangeProvider
+from worker.reconcile import reconcile_open_orders
 from worker.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -41,6 +43,8 @@ class Worker:
         self.consumer: CommandConsumer | None = None
         self._subscriptions: list[tuple[AbstractQueue, str]] = []
         self._standby_task: asyncio.Task[None] | None = None
+        self._reconcile_task: asyncio.Task[None] | None = None
+        self._orphans: list[asyncio.Task[None]] = []
         self.ready = False
 
     def preferred_shards(self) -> list[int]:
@@ -50,23 +54,29 @@ class Worker:
 
     async def start(self) -> None:
         s = self.settings
-        self.connection = await aio_pika.connect_robust(s.amqp_url, client_properties={
-            "connection_name": f"orderworker-{s.worker_index}"})
+        self.connection = await aio_pika.connect_robust(
+            s.amqp_url, reconnect_interval=1.0,
+            client_properties={"connection_name": f"orderworker-{s.worker_index}"})
         pub = await self.connection.channel(publisher_confirms=True, on_return_raises=True)
         topo = await declare(pub, self.names, s.delivery_limit)
         publisher = RabbitPublisher(topo.events, topo.dlx, self.metrics)
         deps = Deps(settings=s, exchanges=self.exchanges, publisher=publisher,
-                    metrics=self.metrics)
+                    metrics=self.metrics, crash=CrashPoints(s.crash_points))
         self.consumer = CommandConsumer(deps, publisher)
         channel = await self.connection.channel()
         await channel.set_qos(prefetch_count=s.prefetch)
-        queues = [await channel.get_queue(self.names.shard_queue(k), ensure=False)
-                  for k in range(s.shards)]
+        # declare_queue (passive), not get_queue: only queues declared through a robust
+        # channel get their consumers restored after a reconnect
+        queues: list[AbstractQueue] = [
+            await channel.declare_queue(self.names.shard_queue(k), passive=True)
+            for k in range(s.shards)]
         preferred = set(self.preferred_shards())
         await self._subscribe([q for k, q in enumerate(queues) if k in preferred])
         others = [q for k, q in enumerate(queues) if k not in preferred]
         if others:
             self._standby_task = asyncio.create_task(self._subscribe_later(others))
+        if s.reconcile_targets:
+            self._reconcile_task = asyncio.create_task(self._reconcile_later(deps, preferred))
         self.ready = True
         log.info("worker started", extra={"preferred_shards": sorted(preferred),
                                           "shards": s.shards})
@@ -82,13 +92,18 @@ class Worker:
         if self.consumer is not None and not self.consumer.stopping:
             await self._subscribe(queues)
 
+    async def _reconcile_later(self, deps: Deps, preferred: set[int]) -> None:
+        await asyncio.sleep(self.settings.standby_delay_s + self.settings.reconcile_grace_s)
+        self._orphans = await reconcile_open_orders(deps, preferred)
+
     async def stop(self) -> None:
         """Graceful: stop consuming, finish in-flight work, close connections."""
         self.ready = False
-        if self._standby_task is not None:
-            self._standby_task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._standby_task
+        for task in (self._standby_task, self._reconcile_task, *self._orphans):
+            if task is not None:
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
         if self.consumer is not None:
             self.consumer.stopping = True
             for queue, tag in self._subscriptions:

@@ -38,12 +38,18 @@ def main(argv: Sequence[str] | None = None) -> int:
     submit = sub.add_parser("submit", help="submit one order and print its events")
     from worker.submit import add_submit_args
     add_submit_args(submit)
+    audit = sub.add_parser("audit", help="record events into the audit store, or query it")
+    from worker.audit.cli import add_audit_args
+    add_audit_args(audit)
     args = parser.parse_args(argv)
     if args.cmd == "run":
         asyncio.run(_run_worker())
     elif args.cmd == "demo":
         from worker.demo import main as demo_main
         return asyncio.run(demo_main())
+    elif args.cmd == "audit":
+        from worker.audit.cli import audit_main
+        return asyncio.run(audit_main(args))
     elif args.cmd == "submit":
         from worker.submit import submit_main
         return asyncio.run(submit_main(args))

@@ -19,6 +19,7 @@ from aio_pika.abc import AbstractChannel, AbstractIncomingMessage, AbstractRobus
 from schemas import Event
 from schemas.commands import Command, encode_command
 from schemas.events import TERMINAL_EVENTS, decode_event
+from worker.broker.publisher import send_with_reconnect
 from worker.broker.topology import Names, Topology, declare, shard_for
 
 
@@ -38,9 +39,10 @@ class OrderClient:
         self._channel: AbstractChannel | None = None
         self._topo: Topology | None = None
         self.listeners: list[asyncio.Queue[Event]] = []
+        self.republish_s = 60.0
 
     async def __aenter__(self) -> Self:
-        self._conn = await aio_pika.connect_robust(self.amqp_url)
+        self._conn = await aio_pika.connect_robust(self.amqp_url, reconnect_interval=1.0)
         self._channel = await self._conn.channel(publisher_confirms=True, on_return_raises=True)
         self._topo = await declare(self._channel, self.names, self.delivery_limit)
         if self.watch:
@@ -79,8 +81,9 @@ class OrderClient:
         assert self._topo is not None, "use 'async with OrderClient(...)'"
         message = aio_pika.Message(body, delivery_mode=aio_pika.DeliveryMode.PERSISTENT,
                                    content_type="application/json", message_id=message_id)
-        await self._topo.commands.publish(message, str(shard_for(account, self.names.shards)),
-                                          mandatory=True)
+        exchange, key = self._topo.commands, str(shard_for(account, self.names.shards))
+        await send_with_reconnect("command", lambda: exchange.publish(
+            message, key, mandatory=True, timeout=30), self.republish_s)
 
     async def wait_first(self, command_id: str, timeout_s: float = 60.0) -> Event:
         """The first event of a command (usually OrderAccepted)."""

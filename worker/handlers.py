@@ -31,6 +31,7 @@ from worker.errors import (
 from worker.eventbuild import accepted, refusal
 from worker.exchange.models import OrderRequest
 from worker.exchange.retry import call_with_retry
+from worker.logs import bind
 from worker.policy import retry_policy
 from worker.ports import ACK, RETRY, Delivery, Deps, Outcome
 from worker.risk import check_risk
@@ -54,6 +55,7 @@ async def _refuse(deps: Deps, cmd: Command, cid: str, kind: type[OrderRejected] 
 
 async def handle_place(cmd: PlaceOrder, deps: Deps, delivery: Delivery) -> Outcome:
     cid = client_order_id(cmd.account, cmd.command_id)
+    bind(client_order_id=cid)
     try:
         order = validate_place(cmd)
     except CommandError as exc:
@@ -76,11 +78,18 @@ async def handle_place(cmd: PlaceOrder, deps: Deps, delivery: Delivery) -> Outco
             request = OrderRequest(symbol=cmd.symbol, side=cmd.side, type=cmd.type,
                                    amount=order.amount, price=order.price,
                                    client_order_id=cid, time_in_force=cmd.time_in_force)
+            deps.crash.hit("before_create")
             state = await exchange.execute_trade(request, assume_absent=True)
+            deps.crash.hit("after_create")
         await deps.publisher.publish([accepted(cmd, state, cid)])
+        deps.crash.hit("after_accepted")
         deps.metrics.to_accepted.observe(_age(cmd))
-    final = await track(cmd, state, exchange, deps, cid,
-                        deadline=order_deadline(state, cmd.timeout_s))
+    deps.tracking.add(cid)
+    try:
+        final = await track(cmd, state, exchange, deps, cid,
+                            deadline=order_deadline(state, cmd.timeout_s))
+    finally:
+        deps.tracking.discard(cid)
     outcome = {"closed": "filled"}.get(final.status, final.status)
     deps.metrics.outcomes.labels(outcome).inc()
     deps.metrics.to_terminal.labels(outcome).observe(_age(cmd))

@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import re
 import sys
+from contextvars import ContextVar
 from datetime import UTC, datetime
 
 import msgspec
@@ -36,6 +37,12 @@ class Redactor(logging.Filter):
 
 
 REDACTOR = Redactor()
+_CONTEXT: ContextVar[dict[str, str]] = ContextVar("orderworker_log_context", default={})  # noqa: B039
+
+
+def bind(**ids: str) -> None:
+    """Attach ids (command_id, client_order_id, ...) to every log line of this task."""
+    _CONTEXT.set({**_CONTEXT.get(), **ids})
 
 
 class JsonFormatter(logging.Formatter):
@@ -45,6 +52,7 @@ class JsonFormatter(logging.Formatter):
             "level": record.levelname,
             "logger": record.name,
             "msg": record.getMessage(),
+            **_CONTEXT.get(),
         }
         for key, value in record.__dict__.items():
             if key not in _STD and not key.startswith("_"):

@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from typing import Literal, Protocol
 
 from schemas import Event
+from worker.crashpoints import NO_CRASH, CrashPoints
 from worker.exchange.ports import Exchange
 from worker.metrics import Metrics
 from worker.settings import Settings
@@ -73,3 +74,6 @@ class Deps:
     exchanges: ExchangeProvider
     publisher: EventPublisher
     metrics: Metrics
+    crash: CrashPoints = NO_CRASH
+    tracking: set[str] = field(default_factory=set)
+    """Client order ids this worker is following right now."""

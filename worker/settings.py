@@ -69,6 +69,11 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     reconcile_delay_s: float = 0.5
     shutdown_grace_s: float = 30.0
     metrics_port: int = 0
+    reconcile_targets: str = ""
+    """``account:exchange,...`` whose open ``ow-`` orders are adopted at start-up."""
+    reconcile_grace_s: float = 5.0
+    orphan_timeout_s: float = 60.0
+    crash_points: str = ""
     log_level: str = "INFO"
     log_json: bool = True
     secrets_dir: str | None = None

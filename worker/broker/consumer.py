@@ -13,30 +13,18 @@ import asyncio
 import logging
 from typing import Any
 
-import msgspec
 from aio_pika.abc import AbstractIncomingMessage
 
 from schemas import OrderRejected, RejectReason, client_order_id
-from schemas.commands import decode_command
 from worker.broker.publisher import RabbitPublisher
 from worker.eventbuild import refusal
 from worker.handlers import handle
+from worker.intake import Malformed, parse
+from worker.logs import bind
 from worker.ports import Delivery, Deps, Outcome
 from worker.sequencer import AccountSequencer, Turn
 
 log = logging.getLogger(__name__)
-
-
-def _peek(body: bytes) -> dict[str, Any]:
-    """Best-effort read of ids from a body that failed validation."""
-    try:
-        raw = msgspec.json.decode(body)
-    except (msgspec.DecodeError, UnicodeDecodeError, ValueError):
-        return {}
-    if not isinstance(raw, dict):
-        return {}
-    return {k: raw[k] for k in ("command_id", "account", "exchange", "symbol")
-            if isinstance(raw.get(k), str) and 0 < len(raw[k]) <= 128}
 
 
 class CommandConsumer:
@@ -52,10 +40,9 @@ class CommandConsumer:
         if self.stopping:
             await message.nack(requeue=True)
             return
-        try:
-            cmd = decode_command(message.body)
-        except (msgspec.DecodeError, msgspec.ValidationError) as exc:
-            await self._guarded(message, self._reject_malformed(message, str(exc)))
+        cmd = parse(message.body)
+        if isinstance(cmd, Malformed):
+            await self._guarded(message, self._reject_malformed(message, cmd))
             return
         turn = self.sequencer.enter(cmd.account)
         attempt = _delivery_count(message) + 1
@@ -82,14 +69,16 @@ class CommandConsumer:
             self.tasks.discard(task)
 
     async def _run(self, message: AbstractIncomingMessage, cmd: Any, delivery: Delivery) -> None:
+        bind(command_id=cmd.command_id, account=cmd.account)
         outcome = await handle(cmd, self.deps, delivery)
+        self.deps.crash.hit("before_ack")
         if outcome.action == "dead_letter":
             await self.publisher.dead_letter(message.body, outcome.reason,
                                              {"command_id": cmd.command_id})
         await _settle(message, outcome)
 
-    async def _reject_malformed(self, message: AbstractIncomingMessage, error: str) -> None:
-        ids = _peek(message.body)
+    async def _reject_malformed(self, message: AbstractIncomingMessage, bad: Malformed) -> None:
+        ids, error = bad.ids, bad.error
         log.warning("malformed command: %s", error, extra={"command_id": ids.get("command_id")})
         if "command_id" in ids:
             account = ids.get("account", "unknown")

@@ -2,15 +2,21 @@
 
 ``publish`` returns only after the broker confirmed every message (quorum
 queues confirm once a majority has it on disk). An unroutable or nacked
-message raises, so the command is not acked.
+message raises, so the command is not acked. A lost connection or channel
+is waited out (robust reconnect) and the batch is published again, for at
+most ``republish_s``; events are idempotent by event_id, so a re-send that
+duplicates one is harmless.
 """
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Sequence
+import logging
+import time
+from collections.abc import Awaitable, Callable, Sequence
 
 import aio_pika
+from aio_pika import exceptions as amqp_errors
 from aio_pika.abc import AbstractExchange
 
 from schemas import Event
@@ -19,6 +25,9 @@ from worker.broker.topology import event_routing_key
 from worker.metrics import Metrics
 
 PERSISTENT = aio_pika.DeliveryMode.PERSISTENT
+RECONNECTABLE = (amqp_errors.AMQPConnectionError, amqp_errors.AMQPChannelError,
+                 amqp_errors.ChannelInvalidStateError, ConnectionError, TimeoutError)
+log = logging.getLogger(__name__)
 
 
 def event_message(event: Event) -> aio_pika.Message:
@@ -32,22 +41,47 @@ def event_message(event: Event) -> aio_pika.Message:
     )
 
 
+async def send_with_reconnect(what: str, send: Callable[[], Awaitable[object]],
+                              limit_s: float) -> None:
+    """Call ``send`` until it succeeds, riding out a robust reconnect for ``limit_s``."""
+    deadline = time.monotonic() + limit_s
+    attempt = 0
+    while True:
+        try:
+            await send()
+            return
+        except RECONNECTABLE as exc:
+            attempt += 1
+            if time.monotonic() > deadline:
+                raise
+            log.warning("publishing %s failed (%r); re-sending after reconnect", what, exc)
+            await asyncio.sleep(min(0.1 * 2**attempt, 2.0))
+
+
 class RabbitPublisher:
     """EventPublisher on a publisher-confirms channel."""
 
     def __init__(self, events: AbstractExchange, dlx: AbstractExchange,
-                 metrics: Metrics | None = None, confirm_timeout_s: float = 30.0) -> None:
+                 metrics: Metrics | None = None, confirm_timeout_s: float = 30.0,
+                 republish_s: float = 60.0) -> None:
         self._events = events
         self._dlx = dlx
         self._metrics = metrics
         self._timeout = confirm_timeout_s
+        self._republish_s = republish_s
+
+    async def _with_reconnect(self, what: str, send: Callable[[], Awaitable[object]]) -> None:
+        await send_with_reconnect(what, send, self._republish_s)
 
     async def publish(self, events: Sequence[Event]) -> None:
-        await asyncio.gather(*(
-            self._events.publish(event_message(e),
-                                 event_routing_key(e.account, e.symbol, event_kind(e)),
-                                 mandatory=True, timeout=self._timeout)
-            for e in events))
+        async def send() -> None:
+            await asyncio.gather(*(
+                self._events.publish(event_message(e),
+                                     event_routing_key(e.account, e.symbol, event_kind(e)),
+                                     mandatory=True, timeout=self._timeout)
+                for e in events))
+
+        await self._with_reconnect("events", send)
         if self._metrics is not None:
             for e in events:
                 self._metrics.events.labels(event_kind(e)).inc()
@@ -55,4 +89,5 @@ class RabbitPublisher:
     async def dead_letter(self, body: bytes, reason: str, headers: dict[str, str]) -> None:
         message = aio_pika.Message(body, delivery_mode=PERSISTENT,
                                    headers={**headers, "x-orderworker-reason": reason[:1000]})
-        await self._dlx.publish(message, "", mandatory=True, timeout=self._timeout)
+        await self._with_reconnect("dead letter", lambda: self._dlx.publish(
+            message, "", mandatory=True, timeout=self._timeout))

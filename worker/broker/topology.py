@@ -82,7 +82,8 @@ async def declare(channel: AbstractChannel, names: Names, delivery_limit: int) -
     dlx = await channel.declare_exchange(names.dlx, aio_pika.ExchangeType.FANOUT, durable=True)
     dead = await channel.declare_queue(names.dead_queue, arguments=QUORUM, durable=True)
     await dead.bind(dlx)
-    audit = await channel.declare_queue(names.audit_queue, arguments=QUORUM, durable=True)
+    audit = await channel.declare_queue(names.audit_queue, durable=True, arguments={
+        **QUORUM, "x-dead-letter-exchange": names.dlx})
     await audit.bind(events, "order.#")
     shard_args: dict[str, Any] = {
         **QUORUM,

@@ -1,0 +1,70 @@
+"""Chaos-run observers: the durable event stream, deduplicated, and the dead letters."""
+
+from __future__ import annotations
+
+import asyncio
+
+import aio_pika
+from aio_pika.abc import AbstractIncomingMessage, AbstractRobustConnection
+
+from schemas import OrderFailed, OrderRejected
+from schemas.events import TERMINAL_EVENTS, decode_event, event_kind
+from worker.broker.topology import Names
+
+
+class EventLog:
+    """Consumes ``<prefix>.events.audit`` with manual acks; counts redelivered duplicates."""
+
+    def __init__(self, amqp_url: str, prefix: str) -> None:
+        self.amqp_url, self.names = amqp_url, Names(prefix, 8)
+        self.seen: set[str] = set()
+        self.duplicates = 0
+        self.kinds: dict[str, set[str]] = {}
+        self.outcomes: dict[str, int] = {}
+        self._terminal: set[str] = set()
+        self._conn: AbstractRobustConnection | None = None
+
+    async def start(self) -> None:
+        self._conn = await aio_pika.connect_robust(self.amqp_url, reconnect_interval=1.0)
+        channel = await self._conn.channel()
+        await channel.set_qos(prefetch_count=500)
+        queue = await channel.declare_queue(self.names.audit_queue, passive=True)
+        await queue.consume(self._on_event)
+
+    async def _on_event(self, message: AbstractIncomingMessage) -> None:
+        event = decode_event(message.body)
+        if event.event_id in self.seen:
+            self.duplicates += 1
+        else:
+            self.seen.add(event.event_id)
+            self.kinds.setdefault(event.command_id, set()).add(event_kind(event))
+            if isinstance(event, TERMINAL_EVENTS):
+                self._terminal.add(event.command_id)
+                label = event_kind(event)
+                if isinstance(event, OrderRejected | OrderFailed):
+                    label += f":{event.reason.value}"
+                self.outcomes[label] = self.outcomes.get(label, 0) + 1
+        await message.ack()
+
+    def terminal_commands(self) -> set[str]:
+        return self._terminal
+
+    async def stop(self) -> None:
+        if self._conn is not None:
+            await self._conn.close()
+
+
+async def dead_letters(amqp_url: str, prefix: str) -> list[str]:
+    """Drain the dead-letter queue; return each message's reason."""
+    conn = await aio_pika.connect(amqp_url)
+    reasons = []
+    async with conn:
+        channel = await conn.channel()
+        queue = await channel.get_queue(Names(prefix, 8).dead_queue, ensure=False)
+        while (msg := await queue.get(fail=False)) is not None:
+            headers = msg.headers or {}
+            reason = headers.get("x-orderworker-reason") or headers.get("x-first-death-reason")
+            reasons.append(reason.decode() if isinstance(reason, bytes) else str(reason))
+            await msg.ack()
+            await asyncio.sleep(0)
+    return reasons
