@@ -17,7 +17,7 @@ from datetime import UTC, datetime
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
-from schemas import CancelOrder, OrderFailed, OrderRejected, PlaceOrder, client_order_id
+from schemas import CancelOrder, Event, OrderFailed, OrderRejected, PlaceOrder, client_order_id
 from schemas.commands import Command
 from schemas.events import RejectReason
 from worker.errors import (
@@ -28,7 +28,7 @@ from worker.errors import (
     StaleCommand,
     TransientError,
 )
-from worker.eventbuild import accepted, refusal
+from worker.eventbuild import accepted, progress, refusal
 from worker.exchange.models import OrderRequest
 from worker.exchange.retry import call_with_retry
 from worker.logs import bind
@@ -81,15 +81,23 @@ async def handle_place(cmd: PlaceOrder, deps: Deps, delivery: Delivery) -> Outco
             deps.crash.hit("before_create")
             state = await exchange.execute_trade(request, assume_absent=True)
             deps.crash.hit("after_create")
-        await deps.publisher.publish([accepted(cmd, state, cid)])
-        deps.crash.hit("after_accepted")
-        deps.metrics.to_accepted.observe(_age(cmd))
-    deps.tracking.add(cid)
-    try:
-        final = await track(cmd, state, exchange, deps, cid,
-                            deadline=order_deadline(state, cmd.timeout_s))
-    finally:
-        deps.tracking.discard(cid)
+    # The account's next command may execute now: the exchange has this order, so its
+    # risk checks see it. Events of one order stay ordered by their sequence.
+    first: list[Event] = [accepted(cmd, state, cid)]
+    outcome_event = progress(cmd, state, cid) if state.is_terminal else None
+    if outcome_event is not None:  # filled at once: one confirmed batch, one round trip
+        first.append(outcome_event)
+    await deps.publisher.publish(first)
+    deps.crash.hit("after_accepted")
+    deps.metrics.to_accepted.observe(_age(cmd))
+    final = state
+    if outcome_event is None:
+        deps.tracking.add(cid)
+        try:
+            final = await track(cmd, state, exchange, deps, cid,
+                                deadline=order_deadline(state, cmd.timeout_s))
+        finally:
+            deps.tracking.discard(cid)
     outcome = {"closed": "filled"}.get(final.status, final.status)
     deps.metrics.outcomes.labels(outcome).inc()
     deps.metrics.to_terminal.labels(outcome).observe(_age(cmd))

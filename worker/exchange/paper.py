@@ -102,6 +102,8 @@ class PaperExchange:
         self._books = {s: _Book(s, p, tick_s, seed + i) for i, (s, p) in enumerate(prices.items())}
         self._balances = dict(DEFAULT_BALANCES, **cfg.paper_balances)
         self._orders: dict[str, _Order] = {}
+        self._open: dict[str, _Order] = {}
+        self._by_cid: dict[str, list[_Order]] = {}
         self._ids = itertools.count(1)
         self._placement = placement or PlacementPolicy(lookups=1, lookup_delay_s=0)
 
@@ -147,7 +149,7 @@ class PaperExchange:
 
     async def find_order(self, symbol: str, client_order_id: str) -> OrderState | None:
         self._book(symbol)
-        matches = [o for o in self._orders.values() if o.req.client_order_id == client_order_id]
+        matches = self._by_cid.get(client_order_id)
         return matches[-1].state(self._quote(symbol)) if matches else None
 
     async def create_order(self, req: OrderRequest) -> OrderState:
@@ -156,16 +158,22 @@ class PaperExchange:
             raise InvalidOrder("amount must be positive")
         if req.type == "limit" and (req.price is None or req.price <= 0):
             raise InvalidOrder("limit order needs a positive price")
-        if any(o.req.client_order_id == req.client_order_id and o.status == "open"
-               for o in self._orders.values()):
+        if any(o.status == "open" for o in self._by_cid.get(req.client_order_id, ())):
             raise InvalidOrder("Duplicate order sent.")
         self._check_funds(req, book)
         order = _Order(f"P{next(self._ids)}", req, int(time.time() * 1000))
         self._orders[order.id] = order
+        self._open[order.id] = order
+        self._by_cid.setdefault(req.client_order_id, []).append(order)
         self._fill(order, book, taker=True)
         if order.status == "open" and req.time_in_force in ("IOC", "FOK"):
             order.status = "canceled" if order.filled or req.time_in_force == "IOC" else "expired"
+        self._settle(order)
         return order.state(self._quote(req.symbol))
+
+    def _settle(self, order: _Order) -> None:
+        if order.status != "open":
+            self._open.pop(order.id, None)
 
     async def get_order(self, symbol: str, order_id: str) -> OrderState:
         self._book(symbol)
@@ -179,13 +187,14 @@ class PaperExchange:
         if state.status != "open":
             return state
         self._orders[order_id].status = "canceled"
+        self._settle(self._orders[order_id])
         return self._orders[order_id].state(self._quote(symbol))
 
     async def get_open_orders(self, symbol: str | None = None) -> list[OrderState]:
         for book in self._books.values():
             self._book(book.symbol)
-        return [o.state(self._quote(o.req.symbol)) for o in self._orders.values()
-                if o.status == "open" and symbol in (None, o.req.symbol)]
+        return [o.state(self._quote(o.req.symbol)) for o in self._open.values()
+                if symbol in (None, o.req.symbol)]
 
     async def get_order_history(self, symbol: str, limit: int = 100) -> list[OrderState]:
         self._book(symbol)
@@ -223,9 +232,7 @@ class PaperExchange:
 
     def _reserved(self) -> dict[str, Decimal]:
         used: dict[str, Decimal] = {}
-        for o in self._orders.values():
-            if o.status != "open":
-                continue
+        for o in self._open.values():
             base, quote = o.req.symbol.split("/")
             rest = o.req.amount - o.filled
             if o.req.side == "sell":
@@ -250,9 +257,10 @@ class PaperExchange:
             raise InsufficientFunds(f"need {need:.8f} {asset}, free {free:.8f}")
 
     def _match(self, book: _Book) -> None:
-        for order in list(self._orders.values()):
-            if order.status == "open" and order.req.symbol == book.symbol:
+        for order in list(self._open.values()):
+            if order.req.symbol == book.symbol:
                 self._fill(order, book, taker=False)
+                self._settle(order)
 
     def _fill(self, order: _Order, book: _Book, *, taker: bool) -> None:
         req = order.req

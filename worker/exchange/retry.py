@@ -3,6 +3,7 @@ exponential backoff with full jitter. Order creation never goes through it."""
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Awaitable, Callable
 from typing import TypeVar
 
@@ -33,6 +34,14 @@ NO_RETRY = RetryPolicy(attempts=1, max_total_s=0.0, initial_s=0.0, max_backoff_s
 RetryHook = Callable[[str, BaseException], None]
 
 
+def _first_failure(exc: BaseException) -> RetryCallState:
+    """A RetryCallState for attempt 1 that failed with ``exc`` (to reuse the wait)."""
+    state = RetryCallState(retry_object=None, fn=None, args=(), kwargs={})  # type: ignore[arg-type]
+    state.attempt_number = 1
+    state.set_exception((type(exc), exc, exc.__traceback__))
+    return state
+
+
 def _wait(policy: RetryPolicy) -> Callable[[RetryCallState], float]:
     base = wait_random_exponential(multiplier=policy.initial_s, max=policy.max_backoff_s)
 
@@ -52,7 +61,18 @@ async def call_with_retry(
     fn: Callable[[], Awaitable[T]],
     on_retry: RetryHook | None = None,
 ) -> T:
-    """Run ``fn``; retry TransientError within ``policy``; re-raise the last error."""
+    """Run ``fn``; retry TransientError within ``policy``; re-raise the last error.
+
+    The first attempt runs outside tenacity (the common case costs one await)."""
+    try:
+        return await fn()
+    except TransientError as exc:
+        if policy.attempts <= 1:
+            raise
+        if on_retry is not None:
+            on_retry(operation, exc)
+        await asyncio.sleep(_wait(policy)(_first_failure(exc)))
+    policy = msgspec.structs.replace(policy, attempts=policy.attempts - 1)
 
     def before_sleep(state: RetryCallState) -> None:
         if on_retry is not None and state.outcome is not None:
