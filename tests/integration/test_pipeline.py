@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 from datetime import UTC, datetime
 
@@ -96,3 +97,25 @@ async def test_crashing_command_is_dead_lettered_not_looped(amqp_url: str) -> No
         dead = await h.dead_letters(expect=1)
     assert type(final).__name__ == "OrderFailed"
     assert "gave up after 3 attempts" in str(dead[0].headers["x-orderworker-reason"])
+
+
+async def test_sigterm_on_a_worker_process_finishes_in_flight_orders(amqp_url: str) -> None:
+    import os
+    import signal
+    import sys
+
+    async with harness(amqp_url) as h:
+        env = {**os.environ, **h.env}
+        async with h.client() as client:
+            proc = await asyncio.create_subprocess_exec(sys.executable, "-m", "worker", "run",
+                                                        env=env)
+            cmd = place(type="limit", price="40000", timeout_s=2.0)
+            await client.send(cmd)
+            await client.wait_first(cmd.command_id, 30)
+            proc.send_signal(signal.SIGTERM)
+            code = await asyncio.wait_for(proc.wait(), 30)
+            final = await client.wait_terminal(cmd.command_id, 5)
+        left = sum([await h.ready_count(h.names.shard_queue(k)) for k in range(4)])
+    assert code == 0
+    assert type(final).__name__ == "OrderCanceled"  # ran to its timeout, then canceled
+    assert left == 0

@@ -1,0 +1,111 @@
+"""Audit store on PostgreSQL, metrics/health endpoints, and the submit CLI."""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+import sys
+import uuid
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime
+from decimal import Decimal
+
+import aiohttp
+import pytest
+
+from schemas import OrderAccepted, OrderFilled
+from tests.conftest import place
+from tests.integration.harness import harness
+from worker.audit.pg import PostgresStore
+from worker.observability import serve_observability
+
+PG_ADMIN = "postgresql://postgres@127.0.0.1:5432/postgres"
+
+
+@pytest.fixture
+async def pg_url() -> AsyncIterator[str]:
+    asyncpg = pytest.importorskip("asyncpg")
+    try:
+        admin = await asyncpg.connect(PG_ADMIN, timeout=3)
+    except (OSError, asyncpg.PostgresError) as exc:
+        pytest.skip(f"no PostgreSQL at 127.0.0.1:5432 ({exc!r})")
+    name = f"ow_audit_{uuid.uuid4().hex[:8]}"
+    await admin.execute(f"CREATE DATABASE {name}")
+    try:
+        yield f"postgresql://postgres@127.0.0.1:5432/{name}"
+    finally:
+        await admin.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
+        await admin.close()
+
+
+def _events(cid: str) -> list[object]:
+    common = {"command_id": "c1", "account": "a", "exchange": "paper", "symbol": "BTC/USDT",
+              "client_order_id": cid, "occurred_at": datetime.now(UTC),
+              "amount": Decimal("0.5")}
+    return [OrderAccepted(event_id=f"{cid}-1", sequence=0, **common),  # type: ignore[arg-type]
+            OrderFilled(event_id=f"{cid}-2", sequence=1_000_001, filled=Decimal("0.5"),
+                        average_price=Decimal("60000.5"), **common)]  # type: ignore[arg-type]
+
+
+async def test_postgres_store_dedupes_and_is_append_only(pg_url: str) -> None:
+    import asyncpg
+
+    store = PostgresStore(pg_url)
+    events = _events("ow-pg-1")
+    assert await store.append(events) == 2  # type: ignore[arg-type]
+    assert await store.append(events) == 0  # type: ignore[arg-type]  # redelivery: no-op
+    assert await store.counts() == {"order_accepted": 1, "order_filled": 1}
+    history = await store.history("ow-pg-1")
+    assert [r["kind"] for r in history] == ["order_accepted", "order_filled"]
+    assert history[1]["average_price"] == Decimal("60000.5")
+    assert await store.open_orders() == []
+    await store.append(_events("ow-pg-2")[:1])  # type: ignore[arg-type]
+    assert await store.open_orders() == ["ow-pg-2"]
+    conn = await asyncpg.connect(pg_url)
+    with pytest.raises(asyncpg.RaiseError, match="append-only"):
+        await conn.execute("DELETE FROM ow_events")
+    await conn.close()
+    await store.close()
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+async def test_metrics_and_health_endpoints(amqp_url: str) -> None:
+    port = _free_port()
+    async with harness(amqp_url) as h:
+        worker = await h.start_worker()
+        runner = await serve_observability(worker, port, host="127.0.0.1")
+        assert runner is not None
+        try:
+            async with h.client() as client:
+                await client.submit(place(), timeout_s=20)
+            async with aiohttp.ClientSession() as http:
+                base = f"http://127.0.0.1:{port}"
+                assert (await http.get(f"{base}/healthz")).status == 200
+                assert (await http.get(f"{base}/readyz")).status == 200
+                metrics = await (await http.get(f"{base}/metrics")).text()
+                await worker.stop()
+                assert (await http.get(f"{base}/readyz")).status == 503
+        finally:
+            await runner.cleanup()
+    assert 'ow_orders_total{outcome="filled"} 1.0' in metrics
+    assert "ow_command_to_terminal_seconds_bucket" in metrics
+    assert 'ow_events_published_total{kind="order_filled"} 1.0' in metrics
+
+
+async def test_submit_cli_prints_the_order_events(amqp_url: str) -> None:
+    async with harness(amqp_url) as h:
+        await h.start_worker()
+        proc = await asyncio.create_subprocess_exec(
+            sys.executable, "-m", "worker", "submit", "--amqp-url", amqp_url,
+            "--prefix", h.prefix, "--account", "cli1", "--symbol", "ETH/USDT",
+            "--side", "buy", "--amount", "0.1", "--command-id", "cli-cmd-1",
+            stdout=asyncio.subprocess.PIPE)
+        out, _ = await asyncio.wait_for(proc.communicate(), 60)
+    lines = out.decode().splitlines()
+    assert proc.returncode == 0
+    assert '"kind":"order_accepted"' in lines[0] and '"kind":"order_filled"' in lines[-1]
