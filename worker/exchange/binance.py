@@ -22,15 +22,12 @@ from worker.exchange.models import OrderRequest, OrderState
 
 DEFAULT_RECV_WINDOW_MS = 5000
 _HOSTS = ("https://api.binance.com", "https://testnet.binance.vision")
-_MARKET_TYPES = {"spot": "spot", "future": "linear", "swap": "linear"}
 
 
 class BinanceExchange(CCXTAdapter):
     client_id_param = "newClientOrderId"
-
-    @property
-    def ccxt_id(self) -> str:
-        return self.config.ccxt_id or "binance"
+    default_ccxt_id = "binance"
+    fetch_market_types = {"spot": "spot", "future": "linear", "swap": "linear"}
 
     def request_window_s(self) -> float:
         """Binance rejects a request older than recvWindow (sent with every signed call)."""
@@ -43,7 +40,6 @@ class BinanceExchange(CCXTAdapter):
         return {
             **super().default_options(),
             "recvWindow": DEFAULT_RECV_WINDOW_MS,
-            "fetchMarkets": {"types": [_MARKET_TYPES[self.config.market_type]]},
             "fetchCurrencies": False,
             "fetchMargins": False,
             "warnOnFetchOpenOrdersWithoutSymbol": False,

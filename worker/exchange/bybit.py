@@ -3,25 +3,15 @@ lookup by client id searches open, then closed and canceled orders with that lin
 
 from __future__ import annotations
 
-from typing import Any
-
 from worker.errors import OrderNotFound
 from worker.exchange.ccxt_adapter import CCXTAdapter
 from worker.exchange.models import OrderState
 
-_CATEGORY = {"spot": "spot", "future": "linear", "swap": "linear"}
-
 
 class BybitExchange(CCXTAdapter):
     client_id_param = "orderLinkId"
-
-    @property
-    def ccxt_id(self) -> str:
-        return self.config.ccxt_id or "bybit"
-
-    def default_options(self) -> dict[str, Any]:
-        return {**super().default_options(), "fetchMarkets": {"types": [
-            _CATEGORY[self.config.market_type]]}}
+    default_ccxt_id = "bybit"
+    fetch_market_types = {"spot": "spot", "future": "linear", "swap": "linear"}
 
     async def find_order(self, symbol: str, client_order_id: str) -> OrderState | None:
         params = {"orderLinkId": client_order_id}

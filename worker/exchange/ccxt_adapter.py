@@ -19,7 +19,6 @@ Error translation (ccxt -> worker.errors), most specific first:
 from __future__ import annotations
 
 import asyncio
-import copy
 import dataclasses
 from decimal import Decimal
 from typing import Any, Literal, Self
@@ -28,6 +27,7 @@ import ccxt.async_support as ccxt_async
 from ccxt.base import errors as ce
 
 from worker import errors as we
+from worker.exchange.ccxt_parse import deep_merge, parse_order, to_decimal
 from worker.exchange.credentials import Credentials
 from worker.exchange.models import (
     Balance,
@@ -35,29 +35,11 @@ from worker.exchange.models import (
     MarketRules,
     OrderRequest,
     OrderState,
-    OrderStatus,
     Position,
 )
 from worker.exchange.placement import PlacementPolicy, place_once
 from worker.exchange.retry import RetryPolicy, call_with_retry
 from worker.settings import ExchangeConfig
-
-_STATUSES: dict[str, OrderStatus] = {  # anything else (e.g. 'canceling') is not terminal yet
-    s: s for s in ("open", "closed", "canceled", "rejected", "expired")}
-
-
-def _dec(value: Any) -> Decimal | None:
-    return None if value is None else Decimal(str(value))
-
-
-def _merge(base: dict[str, Any], extra: dict[str, Any]) -> dict[str, Any]:
-    out = copy.deepcopy(base)
-    for key, value in extra.items():
-        if isinstance(value, dict) and isinstance(out.get(key), dict):
-            out[key] = _merge(out[key], value)
-        else:
-            out[key] = value
-    return out
 
 
 def translate(exc: BaseException, *, creating: bool = False) -> we.ExchangeError:
@@ -88,6 +70,9 @@ class CCXTAdapter:
     """Generic ccxt exchange; subclasses add per-exchange quirks."""
 
     client_id_param = "clientOrderId"
+    default_ccxt_id: str | None = None
+    fetch_market_types: dict[str, str] | None = None
+    """Our market_type -> the ccxt fetchMarkets type to load (None: ccxt's default)."""
 
     def __init__(self, name: str, config: ExchangeConfig, credentials: Credentials | None,
                  *, retry: RetryPolicy | None = None,
@@ -107,7 +92,7 @@ class CCXTAdapter:
 
     @property
     def ccxt_id(self) -> str:
-        return self.config.ccxt_id or self.name
+        return self.config.ccxt_id or self.default_ccxt_id or self.name
 
     def request_window_s(self) -> float:
         """How long after sending a create the exchange might still execute it.
@@ -116,7 +101,11 @@ class CCXTAdapter:
 
     # -- lifecycle ---------------------------------------------------------------
     def default_options(self) -> dict[str, Any]:
-        return {"defaultType": self.config.market_type}
+        options: dict[str, Any] = {"defaultType": self.config.market_type}
+        if self.fetch_market_types is not None:
+            options["fetchMarkets"] = {"types": [self.fetch_market_types[
+                self.config.market_type]]}
+        return options
 
     def build_client(self) -> Any:
         cfg = self.config
@@ -126,7 +115,7 @@ class CCXTAdapter:
         params: dict[str, Any] = {
             "enableRateLimit": cfg.rate_limit,
             "timeout": cfg.timeout_ms,
-            "options": _merge(self.default_options(), cfg.options),
+            "options": deep_merge(self.default_options(), cfg.options),
         }
         if self._credentials is not None:
             params["apiKey"] = self._credentials.api_key.reveal()
@@ -137,7 +126,7 @@ class CCXTAdapter:
         if cfg.sandbox:
             client.set_sandbox_mode(True)
         if cfg.urls:
-            client.urls = _merge(client.urls, cfg.urls)
+            client.urls = deep_merge(client.urls, cfg.urls)
         return client
 
     async def __aenter__(self) -> Self:
@@ -188,9 +177,10 @@ class CCXTAdapter:
         precision, limits = m.get("precision", {}), m.get("limits", {})
         return MarketRules(
             symbol=symbol, base=m["base"], quote=m["quote"],
-            amount_step=_dec(precision.get("amount")), price_step=_dec(precision.get("price")),
-            min_amount=_dec(limits.get("amount", {}).get("min")),
-            min_notional=_dec(limits.get("cost", {}).get("min")))
+            amount_step=to_decimal(precision.get("amount")),
+            price_step=to_decimal(precision.get("price")),
+            min_amount=to_decimal(limits.get("amount", {}).get("min")),
+            min_notional=to_decimal(limits.get("cost", {}).get("min")))
 
     # -- trading -------------------------------------------------------------------
     def create_params(self, req: OrderRequest) -> dict[str, Any]:
@@ -216,7 +206,7 @@ class CCXTAdapter:
         except Exception as exc:  # ccxt raises InvalidOrder for amounts below precision
             raise translate(exc) from exc
         limits = self.client.market(req.symbol).get("limits", {})
-        min_amount = _dec(limits.get("amount", {}).get("min"))
+        min_amount = to_decimal(limits.get("amount", {}).get("min"))
         if min_amount is not None and Decimal(amount) < min_amount:
             raise we.InvalidOrder(f"amount {amount} below lot minimum {min_amount}")
         return amount, price
@@ -299,26 +289,9 @@ class CCXTAdapter:
             side: Literal["long", "short", "flat"] = (
                 "short" if p.get("side") == "short" else "long") if size else "flat"
             out.append(Position(symbol=p["symbol"], side=side,
-                                amount=size, entry_price=_dec(p.get("entryPrice")),
-                                unrealized_pnl=_dec(p.get("unrealizedPnl"))))
+                                amount=size, entry_price=to_decimal(p.get("entryPrice")),
+                                unrealized_pnl=to_decimal(p.get("unrealizedPnl"))))
         return out
 
-    # -- parsing ---------------------------------------------------------------------
     def parse_order(self, raw: dict[str, Any], req: OrderRequest | None = None) -> OrderState:
-        amount = _dec(raw.get("amount")) or (req.amount if req else Decimal(0))
-        filled = _dec(raw.get("filled")) or Decimal(0)
-        status: OrderStatus = _STATUSES.get(raw.get("status") or "open", "open")
-        fee, fee_ccy = Decimal(0), None
-        for f in raw.get("fees") or ([raw["fee"]] if raw.get("fee") else []):
-            if f and f.get("cost") is not None:
-                fee += Decimal(str(f["cost"]))
-                fee_ccy = f.get("currency") or fee_ccy
-        return OrderState(
-            id=str(raw["id"]), client_order_id=raw.get("clientOrderId"),
-            symbol=raw.get("symbol") or (req.symbol if req else ""),
-            side=raw.get("side") or (req.side if req else ""),
-            type=raw.get("type") or (req.type if req else ""), status=status,
-            amount=amount, filled=filled,
-            remaining=_dec(raw.get("remaining")) or amount - filled,
-            price=_dec(raw.get("price")), average=_dec(raw.get("average")) if filled else None,
-            fee=fee, fee_currency=fee_ccy, timestamp_ms=raw.get("timestamp"))
+        return parse_order(raw, req)
