@@ -47,7 +47,9 @@ class PlaceOrder(_Command, frozen=True, tag="place_order"):
     """Limit price; for market orders an optional reference price for slippage."""
     time_in_force: TimeInForce = "GTC"
     max_slippage_bps: Annotated[int, msgspec.Meta(ge=0, le=10_000)] = 50
-    timeout_s: Annotated[float, msgspec.Meta(gt=0, le=86_400)] = 30.0
+    timeout_s: Annotated[float, msgspec.Meta(gt=0, le=1500)] = 30.0
+    """Live time of the order before it is canceled. The command stays unacked meanwhile,
+    so the broker's consumer_timeout must exceed it."""
 
 
 class CancelOrder(_Command, frozen=True, tag="cancel_order"):

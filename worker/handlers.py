@@ -96,6 +96,13 @@ async def handle_place(cmd: PlaceOrder, deps: Deps, delivery: Delivery) -> Outco
         try:
             final = await track(cmd, state, exchange, deps, cid,
                                 deadline=order_deadline(state, cmd.timeout_s))
+        except PermanentError as exc:
+            # The order is live but can no longer be followed (e.g. key revoked): never
+            # call it rejected. Fail loudly and park the command for an operator.
+            log.error("accepted order can no longer be followed: %s", exc)
+            await _refuse(deps, cmd, cid, OrderFailed, exc.reason,
+                          f"order {state.id} accepted, then: {exc}")
+            return Outcome("dead_letter", f"order {state.id} unfollowable: {exc}")
         finally:
             deps.tracking.discard(cid)
     outcome = {"closed": "filled"}.get(final.status, final.status)

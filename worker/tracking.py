@@ -23,6 +23,8 @@ from worker.exchange.retry import call_with_retry
 from worker.policy import retry_policy
 from worker.ports import Deps
 
+NOT_FOUND_TOLERANCE = 3
+
 
 def order_deadline(state: OrderState, timeout_s: float) -> float:
     """Deadline in epoch seconds, from the order's own timestamp so a redelivered
@@ -39,6 +41,7 @@ async def track(cmd: Command, state: OrderState, exchange: Exchange, deps: Deps,
     published: Decimal | None = None
     interval = settings.poll_interval_s
     cancel_sent = False
+    not_found = 0
     while True:
         event = progress(cmd, state, cid, command_id)
         if state.is_terminal:
@@ -63,5 +66,11 @@ async def track(cmd: Command, state: OrderState, exchange: Exchange, deps: Deps,
         pause = interval if cancel_sent else min(interval, max(deadline - now, 0.0))
         await asyncio.sleep(pause)
         interval = min(interval * 1.5, settings.poll_max_interval_s)
-        state = await call_with_retry(
-            policy, "get_order", partial(exchange.get_order, cmd.symbol, state.id), on_retry)
+        try:
+            state = await call_with_retry(
+                policy, "get_order", partial(exchange.get_order, cmd.symbol, state.id), on_retry)
+            not_found = 0
+        except OrderNotFound:
+            not_found += 1  # a just-created order can be briefly invisible
+            if not_found > NOT_FOUND_TOLERANCE:
+                raise

@@ -160,3 +160,33 @@ def _req(cmd, cid):  # type: ignore[no-untyped-def]
     return OrderRequest(symbol=cmd.symbol, side=cmd.side, type=cmd.type,
                         amount=Decimal(cmd.amount), price=Decimal(cmd.price),
                         client_order_id=cid)
+
+
+async def test_permanent_error_after_acceptance_is_a_failure_not_a_rejection() -> None:
+    from worker.errors import AuthError
+
+    deps, pub, paper = make()
+
+    def revoked() -> None:
+        raise AuthError("API key revoked")
+
+    paper.on_get = revoked
+    outcome = await handle(place(type="limit", price="50000", timeout_s=5), deps, Delivery())
+    assert outcome.action == "dead_letter" and "unfollowable" in outcome.reason
+    assert pub.kinds() == ["OrderAccepted", "OrderFailed"]
+    assert pub.events[-1].reason == RejectReason.EXCHANGE_AUTH  # type: ignore[union-attr]
+
+
+async def test_briefly_invisible_order_is_waited_for() -> None:
+    from worker.errors import OrderNotFound
+
+    deps, pub, paper = make()
+    misses = iter([True, True, False])
+
+    def flaky() -> None:
+        if next(misses, False):
+            raise OrderNotFound("-2013 Order does not exist.")
+
+    paper.on_get = flaky
+    outcome = await handle(place(type="limit", price="50000", timeout_s=0.3), deps, Delivery())
+    assert outcome.action == "ack" and pub.kinds() == ["OrderAccepted", "OrderCanceled"]
