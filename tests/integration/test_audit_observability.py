@@ -109,3 +109,40 @@ async def test_submit_cli_prints_the_order_events(amqp_url: str) -> None:
     lines = out.decode().splitlines()
     assert proc.returncode == 0
     assert '"kind":"order_accepted"' in lines[0] and '"kind":"order_filled"' in lines[-1]
+
+
+async def _cli(*args: str, env: dict[str, str] | None = None) -> str:
+    proc = await asyncio.create_subprocess_exec(sys.executable, "-m", "worker", *args,
+                                                stdout=asyncio.subprocess.PIPE, env=env)
+    out, _ = await asyncio.wait_for(proc.communicate(), 60)
+    assert proc.returncode == 0, out
+    return out.decode()
+
+
+async def test_audit_cli_records_and_reports(amqp_url: str, tmp_path: object) -> None:
+    import os
+    import signal
+
+    db = f"{tmp_path}/audit.sqlite3"
+    async with harness(amqp_url) as h:
+        await h.start_worker()
+        env = {**os.environ, "AMQP_URL": amqp_url, "OW_PREFIX": h.prefix}
+        audit = await asyncio.create_subprocess_exec(
+            sys.executable, "-m", "worker", "audit", "run", "--db", db, env=env,
+            stdout=asyncio.subprocess.PIPE)
+        assert audit.stdout is not None
+        assert b"auditing" in await asyncio.wait_for(audit.stdout.readline(), 30)
+        async with h.client() as client:
+            cmds = [place(command_id=f"aud-{i}") for i in range(5)]
+            for cmd in cmds:
+                await client.submit(cmd, timeout_s=30)
+            await client.submit(place(command_id="aud-big", amount="1000"), timeout_s=30)
+        await asyncio.sleep(0.5)
+        audit.send_signal(signal.SIGTERM)
+        await asyncio.wait_for(audit.wait(), 30)
+    summary = await _cli("audit", "summary", "--db", db)
+    history = await _cli("audit", "history", "aud-0", "--db", db)
+    assert "order_accepted=5" in summary and "order_filled=5" in summary
+    assert "order_rejected=1" in summary
+    assert "accepted without a terminal event: 0" in summary
+    assert "order_accepted" in history.splitlines()[0] and "order_filled" in history
