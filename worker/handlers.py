@@ -10,9 +10,11 @@ A command is acked only after its terminal event is confirmed by the broker.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import logging
 import time
+from collections.abc import Awaitable
 from datetime import UTC, datetime
 from decimal import Decimal, InvalidOperation
 from typing import Any
@@ -29,7 +31,7 @@ from worker.errors import (
     TransientError,
 )
 from worker.eventbuild import accepted, progress, refusal
-from worker.exchange.models import OrderRequest
+from worker.exchange.models import OrderRequest, OrderState
 from worker.exchange.retry import call_with_retry
 from worker.logs import bind
 from worker.policy import retry_policy
@@ -64,8 +66,16 @@ async def handle_place(cmd: PlaceOrder, deps: Deps, delivery: Delivery) -> Outco
     settings, policy, on_retry = deps.settings, retry_policy(deps.settings), deps.metrics.on_retry
     async with delivery.turn:
         exchange = await deps.exchanges.get(cmd.account, cmd.exchange)
-        state = await call_with_retry(policy, "find_order",
-                                      lambda: exchange.find_order(cmd.symbol, cid), on_retry)
+        def lookup() -> Awaitable[OrderState | None]:
+            return call_with_retry(policy, "find_order",
+                                   lambda: exchange.find_order(cmd.symbol, cid), on_retry)
+
+        state = await lookup()
+        if state is None and (delivery.redelivered or delivery.attempt > 1) and exchange.settle_s:
+            # An earlier delivery may have died with its create still on the wire: wait until
+            # the exchange can no longer execute it before trusting "absent".
+            await asyncio.sleep(exchange.settle_s)
+            state = await lookup()
         if state is not None:
             deps.metrics.reconciliations.labels("adopted").inc()
             log.info("order exists, resuming", extra={"command_id": cmd.command_id,

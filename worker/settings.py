@@ -51,7 +51,6 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     prefix: str = "orderworker"
     shards: int = 4
     prefetch: int = 32
-    max_in_flight: int = 128
     delivery_limit: int = 5
     worker_index: int = 0
     worker_count: int = 1

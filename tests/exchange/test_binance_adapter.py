@@ -86,6 +86,14 @@ async def test_bad_signature_and_unknown_key_are_auth_errors(sim: BinanceSim) ->
                 await bad.get_balances()
 
 
+async def test_error_messages_carry_no_signature(binance: BinanceExchange,
+                                                 sim: BinanceSim) -> None:
+    sim.faults.set([{"kind": "reset", "group": "account", "rate": 1.0}])
+    with pytest.raises(errors.TransientError) as info:
+        await binance.get_balances()
+    assert "signature=**redacted**" in str(info.value)  # ccxt puts the signed URL in it
+
+
 async def test_unknown_order_is_not_found(binance: BinanceExchange) -> None:
     with pytest.raises(errors.OrderNotFound):
         await binance.get_order("BTC/USDT", "999999")

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import asyncio
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 
@@ -190,3 +191,24 @@ async def test_briefly_invisible_order_is_waited_for() -> None:
     paper.on_get = flaky
     outcome = await handle(place(type="limit", price="50000", timeout_s=0.3), deps, Delivery())
     assert outcome.action == "ack" and pub.kinds() == ["OrderAccepted", "OrderCanceled"]
+
+
+async def test_redelivery_waits_out_a_create_still_in_flight() -> None:
+    deps, _, paper = make()
+    paper.settle_s = 0.2  # type: ignore[misc]
+    cmd = place()
+    cid = client_order_id(cmd.account, cmd.command_id)
+    await paper.execute_trade(_req_market(cmd, cid))  # the dead worker's create, landing late
+    paper.hidden_lookups = 1  # ...not visible to the first lookup
+    started = asyncio.get_running_loop().time()
+    outcome = await handle(cmd, deps, Delivery(attempt=2, redelivered=True))
+    assert outcome.action == "ack"
+    assert paper.orders_for(cid) == 1  # adopted after the settle window, not placed again
+    assert asyncio.get_running_loop().time() - started >= 0.2
+
+
+def _req_market(cmd, cid):  # type: ignore[no-untyped-def]
+    from worker.exchange.models import OrderRequest
+
+    return OrderRequest(symbol=cmd.symbol, side=cmd.side, type="market",
+                        amount=Decimal(cmd.amount), client_order_id=cid)

@@ -37,14 +37,19 @@ class CommandConsumer:
 
     async def on_message(self, message: AbstractIncomingMessage) -> None:
         # Runs in arrival order up to the first await: the turn is taken here.
-        if self.stopping:
-            await message.nack(requeue=True)
-            return
         cmd = parse(message.body)
         if isinstance(cmd, Malformed):
-            await self._guarded(message, self._reject_malformed(message, cmd))
+            if self.stopping:
+                await _settle(message, Outcome("retry"))
+            else:
+                await self._guarded(message, self._reject_malformed(message, cmd))
             return
         turn = self.sequencer.enter(cmd.account)
+        if self.stopping:
+            # Draining: hand it back, but only once this account's earlier commands here
+            # are submitted, so the worker taking over cannot overtake them.
+            await self._guarded(message, self._return_after(turn, message), turn)
+            return
         attempt = _delivery_count(message) + 1
         delivery = Delivery(attempt=attempt, redelivered=bool(message.redelivered), turn=turn,
                             final_attempt=attempt > self.deps.settings.delivery_limit)
@@ -67,6 +72,10 @@ class CommandConsumer:
             if turn is not None:
                 turn.release()
             self.tasks.discard(task)
+
+    async def _return_after(self, turn: Turn, message: AbstractIncomingMessage) -> None:
+        async with turn:
+            await _settle(message, Outcome("retry"))
 
     async def _run(self, message: AbstractIncomingMessage, cmd: Any, delivery: Delivery) -> None:
         bind(command_id=cmd.command_id, account=cmd.account)

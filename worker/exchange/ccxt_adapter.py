@@ -39,12 +39,14 @@ from worker.exchange.models import (
 )
 from worker.exchange.placement import PlacementPolicy, place_once
 from worker.exchange.retry import RetryPolicy, call_with_retry
+from worker.logs import REDACTOR
 from worker.settings import ExchangeConfig
 
 
 def translate(exc: BaseException, *, creating: bool = False) -> we.ExchangeError:
-    """Map a ccxt (or transport) exception to exactly one of our error classes."""
-    msg = f"{type(exc).__name__}: {exc}"[:500]
+    """Map a ccxt (or transport) exception to exactly one of our error classes.
+    The message (it reaches events and logs) is scrubbed of signatures and keys."""
+    msg = REDACTOR.scrub(f"{type(exc).__name__}: {exc}")[:500]
     if isinstance(exc, ce.RateLimitExceeded | ce.DDoSProtection):
         return we.RateLimited(msg)
     if isinstance(exc, ce.AuthenticationError):
@@ -93,6 +95,10 @@ class CCXTAdapter:
     @property
     def ccxt_id(self) -> str:
         return self.config.ccxt_id or self.default_ccxt_id or self.name
+
+    @property
+    def settle_s(self) -> float:
+        return self.placement.settle_s
 
     def request_window_s(self) -> float:
         """How long after sending a create the exchange might still execute it.

@@ -107,6 +107,8 @@ class PaperExchange:
         self._ids = itertools.count(1)
         self._placement = placement or PlacementPolicy(lookups=1, lookup_delay_s=0)
 
+    settle_s = 0.0  # in-process: a create is done when the call returns
+
     async def __aenter__(self) -> Self:
         return self
 

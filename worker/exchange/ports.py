@@ -72,6 +72,11 @@ class Exchange(MarketDataProvider, TradingOperations, AccountOperations, Protoco
 
     name: str
 
+    @property
+    def settle_s(self) -> float:
+        """How long after a create was sent the exchange may still execute it."""
+        ...
+
     async def __aenter__(self) -> Self: ...
 
     async def __aexit__(self, *exc: object) -> None: ...

@@ -1,0 +1,75 @@
+"""The consumer's ack decisions, with fake messages (no broker)."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+from schemas.commands import encode_command
+from tests.conftest import place
+from tests.unit.fakes import ScriptedPaper
+from tests.unit.test_handlers import make
+from worker.broker.consumer import CommandConsumer
+from worker.exchange.models import OrderRequest, OrderState
+
+
+class FakeMessage:
+    def __init__(self, body: bytes, log: list[str], name: str) -> None:
+        self.body, self.headers, self.redelivered = body, {}, False
+        self.message_id, self.log, self.name = name, log, name
+
+    async def ack(self) -> None:
+        self.log.append(f"ack {self.name}")
+
+    async def nack(self, requeue: bool = True) -> None:
+        self.log.append(f"nack {self.name}")
+
+
+class DeadLetters:
+    def __init__(self) -> None:
+        self.items: list[tuple[bytes, str]] = []
+
+    async def dead_letter(self, body: bytes, reason: str, headers: dict[str, str]) -> None:
+        self.items.append((body, reason))
+
+
+class SlowPaper(ScriptedPaper):
+    def __init__(self, log: list[str], *a: Any, **kw: Any) -> None:
+        super().__init__(*a, **kw)
+        self.log = log
+
+    async def create_order(self, req: OrderRequest) -> OrderState:
+        await asyncio.sleep(0.3)
+        self.log.append("created")
+        return await super().create_order(req)
+
+
+async def test_draining_returns_a_command_only_after_its_account_predecessor_submitted() -> None:
+    log: list[str] = []
+    deps, _, _ = make()
+    deps.exchanges.exchanges["paper"] = SlowPaper(log)  # type: ignore[attr-defined]
+    consumer = CommandConsumer(deps, DeadLetters())  # type: ignore[arg-type]
+    first = asyncio.create_task(consumer.on_message(  # type: ignore[arg-type]
+        FakeMessage(encode_command(place(account="acct1")), log, "c1")))
+    await asyncio.sleep(0.05)  # c1 is inside its create
+    consumer.stopping = True   # SIGTERM: consumers cancelled, c2 was already on the wire
+    second = asyncio.create_task(consumer.on_message(  # type: ignore[arg-type]
+        FakeMessage(encode_command(place(account="acct1")), log, "c2")))
+    other = asyncio.create_task(consumer.on_message(  # type: ignore[arg-type]
+        FakeMessage(encode_command(place(account="acct2")), log, "c3")))
+    await asyncio.gather(first, second, other)
+    assert log.index("nack c3") < log.index("created")  # other accounts: returned at once
+    assert log.index("created") < log.index("nack c2")  # same account: after c1's create
+    assert "ack c1" in log
+
+
+async def test_malformed_body_is_dead_lettered_and_acked() -> None:
+    log: list[str] = []
+    deps, pub, _ = make()
+    dead = DeadLetters()
+    consumer = CommandConsumer(deps, dead)  # type: ignore[arg-type]
+    await consumer.on_message(FakeMessage(  # type: ignore[arg-type]
+        b'{"kind":"place_order","command_id":"m-1","amount":"x"}', log, "m1"))
+    assert log == ["ack m1"]
+    assert dead.items and dead.items[0][1].startswith("malformed")
+    assert pub.kinds() == ["OrderRejected"]
