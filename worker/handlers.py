@@ -71,10 +71,12 @@ async def handle_place(cmd: PlaceOrder, deps: Deps, delivery: Delivery) -> Outco
                                    lambda: exchange.find_order(cmd.symbol, cid), on_retry)
 
         state = await lookup()
-        if state is None and (delivery.redelivered or delivery.attempt > 1) and exchange.settle_s:
-            # An earlier delivery may have died with its create still on the wire: wait until
-            # the exchange can no longer execute it before trusting "absent".
-            await asyncio.sleep(exchange.settle_s)
+        wait = delivery.received_at + exchange.settle_s - time.monotonic()
+        if state is None and (delivery.redelivered or delivery.attempt > 1) and wait > 0:
+            # An earlier delivery may have died with its create still on the wire; it was
+            # sent before this redelivery arrived, so once the exchange's settle window has
+            # passed since then, "absent" can be trusted.
+            await asyncio.sleep(wait)
             state = await lookup()
         if state is not None:
             deps.metrics.reconciliations.labels("adopted").inc()

@@ -6,6 +6,7 @@ return an ``Outcome``; the consumer turns that into ack / nack / dead-letter.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Sequence
 from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass, field
@@ -64,6 +65,8 @@ class Delivery:
     attempt: int = 1
     final_attempt: bool = False
     redelivered: bool = False
+    received_at: float = field(default_factory=time.monotonic)
+    """When this delivery arrived (monotonic); bounds when a previous one last acted."""
     turn: AbstractAsyncContextManager[None] = field(default_factory=_NoTurn)
     """Held while an order is submitted: serialises commands of one account."""
 
