@@ -55,8 +55,7 @@ async def _refuse(deps: Deps, cmd: Command, cid: str, kind: type[OrderRejected] 
     deps.metrics.outcomes.labels("rejected" if kind is OrderRejected else "failed").inc()
 
 
-async def handle_place(cmd: PlaceOrder, deps: Deps, delivery: Delivery) -> Outcome:
-    cid = client_order_id(cmd.account, cmd.command_id)
+async def handle_place(cmd: PlaceOrder, deps: Deps, delivery: Delivery, cid: str) -> Outcome:
     bind(client_order_id=cid)
     try:
         order = validate_place(cmd)
@@ -123,8 +122,8 @@ async def handle_place(cmd: PlaceOrder, deps: Deps, delivery: Delivery) -> Outco
     return ACK
 
 
-async def handle_cancel(cmd: CancelOrder, deps: Deps, delivery: Delivery) -> Outcome:
-    target_cid = client_order_id(cmd.account, cmd.target_command_id)
+async def handle_cancel(cmd: CancelOrder, deps: Deps, delivery: Delivery,
+                        target_cid: str) -> Outcome:
     policy, on_retry = retry_policy(deps.settings), deps.metrics.on_retry
     async with delivery.turn:
         exchange = await deps.exchanges.get(cmd.account, cmd.exchange)
@@ -146,16 +145,17 @@ def _age(cmd: Command) -> float:
 
 
 async def handle(cmd: Command, deps: Deps, delivery: Delivery) -> Outcome:
-    """Dispatch one decoded command and map every failure to exactly one Outcome."""
+    """Dispatch one decoded command and map every failure to exactly one Outcome.
+    ``cid`` is the client order id of the order the command is about."""
     cid = client_order_id(cmd.account, getattr(cmd, "target_command_id", cmd.command_id))
     deps.metrics.commands.labels(type(cmd).__name__).inc()
     deps.metrics.in_flight.inc()
     try:
         match cmd:
             case PlaceOrder():
-                return await handle_place(cmd, deps, delivery)
+                return await handle_place(cmd, deps, delivery, cid)
             case CancelOrder():
-                return await handle_cancel(cmd, deps, delivery)
+                return await handle_cancel(cmd, deps, delivery, cid)
     except (StaleCommand, RiskRejected, PermanentError) as exc:
         log.warning("order rejected: %s", exc, extra={"command_id": cmd.command_id,
                                                       "client_order_id": cid})

@@ -4,6 +4,7 @@ exponential backoff with full jitter. Order creation never goes through it."""
 from __future__ import annotations
 
 import asyncio
+import random
 from collections.abc import Awaitable, Callable
 from typing import TypeVar
 
@@ -14,7 +15,6 @@ from tenacity import (
     retry_if_exception_type,
     stop_after_attempt,
     stop_after_delay,
-    wait_random_exponential,
 )
 
 from worker.errors import RateLimited, TransientError
@@ -34,23 +34,18 @@ NO_RETRY = RetryPolicy(attempts=1, max_total_s=0.0, initial_s=0.0, max_backoff_s
 RetryHook = Callable[[str, BaseException], None]
 
 
-def _first_failure(exc: BaseException) -> RetryCallState:
-    """A RetryCallState for attempt 1 that failed with ``exc`` (to reuse the wait)."""
-    state = RetryCallState(retry_object=None, fn=None, args=(), kwargs={})  # type: ignore[arg-type]
-    state.attempt_number = 1
-    state.set_exception((type(exc), exc, exc.__traceback__))
-    return state
+def _delay(policy: RetryPolicy, attempt: int, exc: BaseException | None) -> float:
+    """Full jitter: uniform(0, min(max, initial * 2^(attempt-1))), doubled after a 429."""
+    delay = random.uniform(0, min(policy.max_backoff_s, policy.initial_s * 2 ** (attempt - 1)))
+    if isinstance(exc, RateLimited):
+        delay = min(policy.max_backoff_s, delay * 2)
+    return delay
 
 
 def _wait(policy: RetryPolicy) -> Callable[[RetryCallState], float]:
-    base = wait_random_exponential(multiplier=policy.initial_s, max=policy.max_backoff_s)
-
     def wait(state: RetryCallState) -> float:
-        delay = base(state)
         exc = state.outcome.exception() if state.outcome else None
-        if isinstance(exc, RateLimited):
-            delay = min(policy.max_backoff_s, delay * 2)  # back off harder on 429
-        return delay
+        return _delay(policy, state.attempt_number, exc)
 
     return wait
 
@@ -71,7 +66,7 @@ async def call_with_retry(
             raise
         if on_retry is not None:
             on_retry(operation, exc)
-        await asyncio.sleep(_wait(policy)(_first_failure(exc)))
+        await asyncio.sleep(_delay(policy, 1, exc))
     policy = msgspec.structs.replace(policy, attempts=policy.attempts - 1)
 
     def before_sleep(state: RetryCallState) -> None:
