@@ -27,14 +27,22 @@ def _paper(name: str, cfg: ExchangeConfig, creds: Credentials | None,
     return PaperExchange(name, cfg, placement=placement_policy(settings))
 
 
+def _adapter(klass: type, name: str, cfg: ExchangeConfig, creds: Credentials | None,
+             settings: Settings) -> Exchange:
+    """Build a ccxt adapter class (CCXTAdapter's constructor) with our policies."""
+    if creds is None and not cfg.options.get("allow_public_only"):
+        raise AuthError(f"no credentials configured for exchange {name!r}")
+    exchange: Exchange = klass(name, cfg, creds, retry=retry_policy(settings),
+                               placement=placement_policy(settings))
+    return exchange
+
+
 def _lazy(module: str, cls: str) -> Builder:
+    """A builder importing its class on first use (keeps ccxt out of start-up)."""
     def build(name: str, cfg: ExchangeConfig, creds: Credentials | None,
               settings: Settings) -> Exchange:
-        klass = getattr(importlib.import_module(module), cls)
-        if creds is None and not cfg.options.get("allow_public_only"):
-            raise AuthError(f"no credentials configured for exchange {name!r}")
-        return klass(name, cfg, creds, retry=retry_policy(settings),  # type: ignore[no-any-return]
-                     placement=placement_policy(settings))
+        return _adapter(getattr(importlib.import_module(module), cls), name, cfg, creds,
+                        settings)
     return build
 
 
@@ -54,8 +62,14 @@ class ExchangeFactory:
         self._live: dict[tuple[str, str], Exchange] = {}
         self._locks: dict[tuple[str, str], asyncio.Lock] = {}
 
-    def register(self, driver: str, builder: Builder) -> None:
-        self._drivers[driver] = builder
+    def register(self, driver: str, target: type | Builder) -> None:
+        """``register("binance", BinanceExchange)`` (a ccxt adapter class) or a builder
+        ``(name, config, credentials, settings) -> Exchange`` for anything else."""
+        if isinstance(target, type):
+            klass = target
+            self._drivers[driver] = lambda n, c, cr, s: _adapter(klass, n, c, cr, s)
+        else:
+            self._drivers[driver] = target
 
     def is_spot(self, exchange: str) -> bool:
         cfg = self.settings.exchange(exchange)
