@@ -14,9 +14,9 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import Awaitable
 from datetime import UTC, datetime
 from decimal import Decimal, InvalidOperation
+from functools import partial
 from typing import Any
 
 from schemas import CancelOrder, Event, OrderFailed, OrderRejected, PlaceOrder, client_order_id
@@ -32,6 +32,7 @@ from worker.errors import (
 )
 from worker.eventbuild import accepted, progress, refusal
 from worker.exchange.models import OrderRequest, OrderState
+from worker.exchange.ports import Exchange
 from worker.exchange.retry import call_with_retry
 from worker.logs import bind
 from worker.policy import retry_policy
@@ -55,6 +56,13 @@ async def _refuse(deps: Deps, cmd: Command, cid: str, kind: type[OrderRejected] 
     deps.metrics.outcomes.labels("rejected" if kind is OrderRejected else "failed").inc()
 
 
+async def _find(deps: Deps, exchange: Exchange, symbol: str, cid: str) -> OrderState | None:
+    """The order with this client id, with transient errors retried per policy."""
+    return await call_with_retry(retry_policy(deps.settings), "find_order",
+                                 partial(exchange.find_order, symbol, cid),
+                                 deps.metrics.on_retry)
+
+
 async def handle_place(cmd: PlaceOrder, deps: Deps, delivery: Delivery, cid: str) -> Outcome:
     bind(client_order_id=cid)
     try:
@@ -62,21 +70,17 @@ async def handle_place(cmd: PlaceOrder, deps: Deps, delivery: Delivery, cid: str
     except CommandError as exc:
         await _refuse(deps, cmd, cid, OrderRejected, exc.reason, str(exc))
         return Outcome("dead_letter", f"invalid: {exc}")
-    settings, policy, on_retry = deps.settings, retry_policy(deps.settings), deps.metrics.on_retry
+    settings = deps.settings
     async with delivery.turn:
         exchange = await deps.exchanges.get(cmd.account, cmd.exchange)
-        def lookup() -> Awaitable[OrderState | None]:
-            return call_with_retry(policy, "find_order",
-                                   lambda: exchange.find_order(cmd.symbol, cid), on_retry)
-
-        state = await lookup()
+        state = await _find(deps, exchange, cmd.symbol, cid)
         wait = delivery.received_at + exchange.settle_s - time.monotonic()
         if state is None and (delivery.redelivered or delivery.attempt > 1) and wait > 0:
             # An earlier delivery may have died with its create still on the wire; it was
             # sent before this redelivery arrived, so once the exchange's settle window has
             # passed since then, "absent" can be trusted.
             await asyncio.sleep(wait)
-            state = await lookup()
+            state = await _find(deps, exchange, cmd.symbol, cid)
         if state is not None:
             deps.metrics.reconciliations.labels("adopted").inc()
             log.info("order exists, resuming", extra={"command_id": cmd.command_id,
@@ -124,11 +128,9 @@ async def handle_place(cmd: PlaceOrder, deps: Deps, delivery: Delivery, cid: str
 
 async def handle_cancel(cmd: CancelOrder, deps: Deps, delivery: Delivery,
                         target_cid: str) -> Outcome:
-    policy, on_retry = retry_policy(deps.settings), deps.metrics.on_retry
     async with delivery.turn:
         exchange = await deps.exchanges.get(cmd.account, cmd.exchange)
-        state = await call_with_retry(
-            policy, "find_order", lambda: exchange.find_order(cmd.symbol, target_cid), on_retry)
+        state = await _find(deps, exchange, cmd.symbol, target_cid)
     if state is None:
         await _refuse(deps, cmd, target_cid, OrderRejected, RejectReason.ORDER_NOT_FOUND,
                       f"no order for command {cmd.target_command_id}")
@@ -146,7 +148,7 @@ def _age(cmd: Command) -> float:
 
 async def handle(cmd: Command, deps: Deps, delivery: Delivery) -> Outcome:
     """Dispatch one decoded command and map every failure to exactly one Outcome.
-    ``cid`` is the client order id of the order the command is about."""
+    The client order id (of the order the command is about) is derived once, here."""
     cid = client_order_id(cmd.account, getattr(cmd, "target_command_id", cmd.command_id))
     deps.metrics.commands.labels(type(cmd).__name__).inc()
     deps.metrics.in_flight.inc()
