@@ -13,8 +13,6 @@ class Metrics:
         r = self.registry
         self.commands = Counter("ow_commands_total", "Commands received", ["kind"], registry=r)
         self.outcomes = Counter("ow_orders_total", "Orders by outcome", ["outcome"], registry=r)
-        self.acks = Counter("ow_command_dispositions_total", "Command messages by disposition",
-                            ["action"], registry=r)
         self.to_accepted = Histogram("ow_command_to_accepted_seconds",
                                      "command created -> accepted", buckets=LATENCY_BUCKETS,
                                      registry=r)

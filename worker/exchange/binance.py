@@ -17,7 +17,7 @@ from typing import Any
 import msgspec
 
 from worker.errors import OrderNotFound
-from worker.exchange.ccxt_adapter import CCXTAdapter
+from worker.exchange.ccxt_adapter import LINEAR_DERIVATIVES, CCXTAdapter
 from worker.exchange.models import OrderRequest, OrderState
 
 DEFAULT_RECV_WINDOW_MS = 5000
@@ -27,7 +27,7 @@ _HOSTS = ("https://api.binance.com", "https://testnet.binance.vision")
 class BinanceExchange(CCXTAdapter):
     client_id_param = "newClientOrderId"
     default_ccxt_id = "binance"
-    fetch_market_types = {"spot": "spot", "future": "linear", "swap": "linear"}
+    fetch_market_types = LINEAR_DERIVATIVES
 
     def request_window_s(self) -> float:
         """Binance rejects a request older than recvWindow (sent with every signed call)."""

@@ -4,14 +4,14 @@ lookup by client id searches open, then closed and canceled orders with that lin
 from __future__ import annotations
 
 from worker.errors import OrderNotFound
-from worker.exchange.ccxt_adapter import CCXTAdapter
+from worker.exchange.ccxt_adapter import LINEAR_DERIVATIVES, CCXTAdapter
 from worker.exchange.models import OrderState
 
 
 class BybitExchange(CCXTAdapter):
     client_id_param = "orderLinkId"
     default_ccxt_id = "bybit"
-    fetch_market_types = {"spot": "spot", "future": "linear", "swap": "linear"}
+    fetch_market_types = LINEAR_DERIVATIVES
 
     async def find_order(self, symbol: str, client_order_id: str) -> OrderState | None:
         params = {"orderLinkId": client_order_id}

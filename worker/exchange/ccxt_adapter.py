@@ -42,6 +42,9 @@ from worker.exchange.retry import RetryPolicy, call_with_retry
 from worker.logs import REDACTOR
 from worker.settings import ExchangeConfig
 
+LINEAR_DERIVATIVES = {"spot": "spot", "future": "linear", "swap": "linear"}
+"""fetch_market_types for exchanges whose futures/swaps are USDT-margined 'linear' markets."""
+
 
 def translate(exc: BaseException, *, creating: bool = False) -> we.ExchangeError:
     """Map a ccxt (or transport) exception to exactly one of our error classes.

@@ -97,9 +97,6 @@ class ExchangeFactory:
             self._live[key] = client
             return client
 
-    def live(self) -> list[tuple[str, str, Exchange]]:
-        return [(a, e, x) for (a, e), x in self._live.items()]
-
     async def aclose(self) -> None:
         live, self._live = list(self._live.values()), {}
         for client in live:
