@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 from collections import defaultdict
+from collections.abc import Callable
 from typing import Self
 
 import aio_pika
@@ -33,8 +34,8 @@ class OrderClient:
         self.events: dict[str, list[Event]] = defaultdict(list)
         self.seen: set[str] = set()
         self.duplicates = 0
-        self._waiters: dict[str, list[asyncio.Future[Event]]] = defaultdict(list)
-        self._first_waiters: dict[str, list[asyncio.Future[Event]]] = defaultdict(list)
+        self._waiters: dict[str, list[tuple[Callable[[Event], bool],
+                                            asyncio.Future[Event]]]] = defaultdict(list)
         self._conn: AbstractRobustConnection | None = None
         self._channel: AbstractChannel | None = None
         self._topo: Topology | None = None
@@ -64,13 +65,11 @@ class OrderClient:
         self.events[event.command_id].append(event)
         for q in self.listeners:
             q.put_nowait(event)
-        for fut in self._first_waiters.pop(event.command_id, []):
-            if not fut.done():
-                fut.set_result(event)
-        if isinstance(event, TERMINAL_EVENTS):
-            for fut in self._waiters.pop(event.command_id, []):
-                if not fut.done():
-                    fut.set_result(event)
+        waiting = self._waiters.get(event.command_id, [])
+        for waiter in [w for w in waiting if w[0](event)]:
+            waiting.remove(waiter)
+            if not waiter[1].done():
+                waiter[1].set_result(event)
 
     async def send(self, command: Command) -> None:
         await self.publish_raw(encode_command(command), command.account,
@@ -85,21 +84,22 @@ class OrderClient:
         await send_with_reconnect("command", lambda: exchange.publish(
             message, key, mandatory=True, timeout=30), self.republish_s)
 
-    async def wait_first(self, command_id: str, timeout_s: float = 60.0) -> Event:
-        """The first event of a command (usually OrderAccepted)."""
-        if self.events.get(command_id):
-            return self.events[command_id][0]
-        fut: asyncio.Future[Event] = asyncio.get_running_loop().create_future()
-        self._first_waiters[command_id].append(fut)
-        return await asyncio.wait_for(fut, timeout_s)
-
-    async def wait_terminal(self, command_id: str, timeout_s: float = 60.0) -> Event:
+    async def _wait(self, command_id: str, match: Callable[[Event], bool],
+                    timeout_s: float) -> Event:
+        """The first event of ``command_id`` (seen or still to come) that ``match`` accepts."""
         for event in self.events.get(command_id, []):
-            if isinstance(event, TERMINAL_EVENTS):
+            if match(event):
                 return event
         fut: asyncio.Future[Event] = asyncio.get_running_loop().create_future()
-        self._waiters[command_id].append(fut)
+        self._waiters[command_id].append((match, fut))
         return await asyncio.wait_for(fut, timeout_s)
+
+    async def wait_first(self, command_id: str, timeout_s: float = 60.0) -> Event:
+        """The first event of a command (usually OrderAccepted)."""
+        return await self._wait(command_id, lambda e: True, timeout_s)
+
+    async def wait_terminal(self, command_id: str, timeout_s: float = 60.0) -> Event:
+        return await self._wait(command_id, lambda e: isinstance(e, TERMINAL_EVENTS), timeout_s)
 
     async def submit(self, command: Command, timeout_s: float = 60.0) -> list[Event]:
         """Send and wait for the terminal event; returns the order's events so far."""
