@@ -25,8 +25,9 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
 from schemas import PlaceOrder, client_order_id
+from worker.broker.deadletters import drain_dead_letters
 from worker.broker.topology import delete
-from worker.chaos_events import EventLog, dead_letters
+from worker.chaos_events import EventLog
 from worker.client import OrderClient
 from worker.crashpoints import POINTS
 from worker.sim.binance import BinanceSim
@@ -196,7 +197,7 @@ async def run(chaos: Chaos, drain_timeout_s: float = 120.0) -> dict[str, object]
         await supervisor
         await fleet.stop()
         await asyncio.sleep(1.0)  # let the last deliveries of events arrive
-        dead = await dead_letters(chaos.amqp_url, chaos.prefix)
+        dead = await drain_dead_letters(chaos.amqp_url, client.names)
         await log.stop()
         assert client._channel is not None
         await delete(client._channel, client.names)
@@ -205,7 +206,7 @@ async def run(chaos: Chaos, drain_timeout_s: float = 120.0) -> dict[str, object]
 
 
 def report(chaos: Chaos, cmds: list[PlaceOrder], sim: BinanceSim, log: EventLog,
-           dead: list[str], elapsed_s: float) -> dict[str, object]:
+           dead: list[tuple[bytes, str]], elapsed_s: float) -> dict[str, object]:
     per_cid = sim.orders_per_client_id()
     placed = [c for c in cmds if per_cid.get(client_order_id(c.account, c.command_id))]
     duplicates = [c.command_id for c in cmds

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
-
 import aio_pika
 from aio_pika.abc import AbstractIncomingMessage, AbstractRobustConnection
 
@@ -53,18 +51,3 @@ class EventLog:
         if self._conn is not None:
             await self._conn.close()
 
-
-async def dead_letters(amqp_url: str, prefix: str) -> list[str]:
-    """Drain the dead-letter queue; return each message's reason."""
-    conn = await aio_pika.connect(amqp_url)
-    reasons = []
-    async with conn:
-        channel = await conn.channel()
-        queue = await channel.get_queue(Names(prefix, 8).dead_queue, ensure=False)
-        while (msg := await queue.get(fail=False)) is not None:
-            headers = msg.headers or {}
-            reason = headers.get("x-orderworker-reason") or headers.get("x-first-death-reason")
-            reasons.append(reason.decode() if isinstance(reason, bytes) else str(reason))
-            await msg.ack()
-            await asyncio.sleep(0)
-    return reasons

@@ -19,6 +19,7 @@ from typing import IO
 from schemas import CancelOrder, Event, OrderRejected, PlaceOrder
 from schemas.commands import Command
 from schemas.events import event_kind
+from worker.broker.deadletters import drain_dead_letters
 from worker.broker.topology import delete
 from worker.client import OrderClient
 
@@ -77,14 +78,9 @@ def _num(d: Decimal) -> str:
 
 async def show_dead_letters(client: OrderClient) -> None:
     """Print (and remove) what the worker parked in the dead-letter queue."""
-    assert client._channel is not None
-    queue = await client._channel.get_queue(client.names.dead_queue, ensure=False)
     print(f"dead-letter queue {client.names.dead_queue}:")
-    while (msg := await queue.get(fail=False, timeout=5)) is not None:
-        reason = (msg.headers or {}).get("x-orderworker-reason", "?")
-        reason = reason.decode() if isinstance(reason, bytes) else reason
-        print(f"  {msg.body[:40]!r:<44} reason={reason}")
-        await msg.ack()
+    for body, reason in await drain_dead_letters(AMQP_URL, client.names):
+        print(f"  {body[:40]!r:<44} reason={reason}")
 
 
 def _open_log(path: str) -> IO[str]:
