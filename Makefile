@@ -33,10 +33,10 @@ lint: install
 	$(BIN)/mypy
 
 bench: install broker
-	$(BIN)/python -m worker.bench
+	$(BIN)/python -m worker.lab.bench
 
 chaos: install broker
-	$(BIN)/python -m worker.chaos
+	$(BIN)/python -m worker.lab.chaos
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

@@ -25,8 +25,8 @@ from worker.broker.topology import Names, declare
 from worker.crashpoints import CrashPoints
 from worker.exchange.factory import ExchangeFactory
 from worker.metrics import Metrics
+from worker.orders.reconcile import reconcile_open_orders
 from worker.ports import Deps, ExchangeProvider
-from worker.reconcile import reconcile_open_orders
 from worker.settings import Settings
 
 log = logging.getLogger(__name__)

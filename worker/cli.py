@@ -45,7 +45,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.cmd == "run":
         asyncio.run(_run_worker())
     elif args.cmd == "demo":
-        from worker.demo import main as demo_main
+        from worker.lab.demo import main as demo_main
         return asyncio.run(demo_main())
     elif args.cmd == "audit":
         from worker.audit.cli import audit_main

@@ -8,8 +8,8 @@ from worker.exchange.binance import BinanceExchange
 from worker.exchange.credentials import Credentials
 from worker.exchange.placement import PlacementPolicy
 from worker.exchange.retry import RetryPolicy
+from worker.lab.sim.binance import BinanceSim
 from worker.settings import ExchangeConfig
-from worker.sim.binance import BinanceSim
 
 KEY, SECRET = "test-key-123456", "test-secret-abcdef"
 # client gives up after 1 s; the simulator drops requests older than 1.5 s

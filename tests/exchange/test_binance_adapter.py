@@ -13,7 +13,7 @@ from worker import errors
 from worker.exchange.binance import BinanceExchange
 from worker.exchange.credentials import Credentials
 from worker.exchange.models import OrderRequest
-from worker.sim.binance import BinanceSim
+from worker.lab.sim.binance import BinanceSim
 
 
 def req(**kw: object) -> OrderRequest:

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from worker.chaos import Chaos, ok, run
+from worker.lab.chaos import Chaos, ok, run
 
 
 @pytest.mark.slow

@@ -16,8 +16,8 @@ from tests.conftest import place
 from tests.integration.harness import harness
 from tests.unit.test_fuzz_intake import mutated
 from worker.errors import CommandError
-from worker.intake import Malformed, parse
-from worker.validation import validate_place
+from worker.orders.intake import Malformed, parse
+from worker.orders.validation import validate_place
 
 _ids = itertools.count()
 

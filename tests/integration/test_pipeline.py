@@ -10,7 +10,7 @@ from schemas import OrderRejected, RejectReason
 from tests.conftest import cancel, place
 from tests.integration.harness import harness
 from worker.exchange.ports import Exchange
-from worker.testing import StaticExchanges
+from worker.lab.testing import StaticExchanges
 
 
 async def test_market_order_round_trip(amqp_url: str) -> None:

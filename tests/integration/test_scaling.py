@@ -18,7 +18,7 @@ from tests.integration.harness import harness
 from worker.audit.consumer import AuditConsumer
 from worker.audit.sqlite import SqliteStore
 from worker.broker.topology import shard_for
-from worker.sim.binance import BinanceSim
+from worker.lab.sim.binance import BinanceSim
 
 SHARDS, WORKERS, PER_ACCOUNT = 6, 3, 12
 

@@ -14,7 +14,7 @@ from tests.conftest import cancel, place
 from tests.exchange.conftest import KEY, RECV_WINDOW_MS, SECRET, TIMEOUT_MS
 from tests.integration.harness import Harness, harness
 from worker.exchange.models import OrderRequest
-from worker.sim.binance import BinanceSim
+from worker.lab.sim.binance import BinanceSim
 
 
 @pytest.fixture

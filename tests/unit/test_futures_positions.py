@@ -14,9 +14,9 @@ from worker.exchange.ccxt_adapter import CCXTAdapter
 from worker.exchange.credentials import Credentials
 from worker.exchange.models import Balance, MarketRules, Position
 from worker.exchange.retry import NO_RETRY
-from worker.risk import check_risk
+from worker.orders.risk import check_risk
+from worker.orders.validation import validate_place
 from worker.settings import ExchangeConfig, RiskLimits
-from worker.validation import validate_place
 
 
 class StubFutures:

@@ -13,8 +13,8 @@ from hypothesis import strategies as st
 
 from schemas import OrderRejected
 from tests.unit.test_handlers import make
-from worker.handlers import handle
-from worker.intake import Malformed, parse
+from worker.orders.handlers import handle
+from worker.orders.intake import Malformed, parse
 from worker.ports import Delivery
 
 VALID = {"kind": "place_order", "command_id": "fz-1", "account": "acct1", "exchange": "paper",

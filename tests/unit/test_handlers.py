@@ -11,11 +11,11 @@ from tests.conftest import cancel, place
 from tests.unit.fakes import ScriptedPaper
 from worker.errors import AmbiguousOrderState, TransientError
 from worker.exchange.placement import PlacementPolicy
-from worker.handlers import handle
+from worker.lab.testing import FakePublisher, StaticExchanges
 from worker.metrics import Metrics
+from worker.orders.handlers import handle
 from worker.ports import Delivery, Deps
 from worker.settings import ExchangeConfig, load_settings
-from worker.testing import FakePublisher, StaticExchanges
 
 FAST = {"OW_POLL_INTERVAL_S": "0.02", "OW_RETRY_INITIAL_S": "0.001",
         "OW_RETRY_MAX_TOTAL_S": "0.2", "OW_RECONCILE_DELAY_S": "0.001"}

@@ -8,7 +8,7 @@ import os
 import signal
 
 from worker.audit.consumer import AuditConsumer
-from worker.audit.store import open_store
+from worker.audit.stores import open_store
 
 DEFAULT_DB = os.environ.get("OW_AUDIT_DB", "orderworker-audit.sqlite3")
 

@@ -79,14 +79,3 @@ class MemoryStore:
 
     async def close(self) -> None:
         return None
-
-
-def open_store(url: str) -> AuditStore:
-    """``postgresql://...`` -> PostgresStore; anything else is a SQLite path."""
-    if url.startswith(("postgresql://", "postgres://")):
-        from worker.audit.pg import PostgresStore
-
-        return PostgresStore(url)
-    from worker.audit.sqlite import SqliteStore
-
-    return SqliteStore(url.removeprefix("sqlite:///").removeprefix("sqlite://"))

@@ -17,12 +17,12 @@ from aio_pika.abc import AbstractIncomingMessage
 
 from schemas import OrderRejected, RejectReason, client_order_id
 from worker.broker.publisher import RabbitPublisher
-from worker.eventbuild import refusal
-from worker.handlers import handle
-from worker.intake import Malformed, parse
 from worker.logs import bind
+from worker.orders.events import refusal
+from worker.orders.handlers import handle
+from worker.orders.intake import Malformed, parse
+from worker.orders.sequencer import AccountSequencer, Turn
 from worker.ports import Delivery, Deps, Outcome
-from worker.sequencer import AccountSequencer, Turn
 
 log = logging.getLogger(__name__)
 

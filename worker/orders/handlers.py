@@ -30,16 +30,16 @@ from worker.errors import (
     StaleCommand,
     TransientError,
 )
-from worker.eventbuild import accepted, progress, refusal
 from worker.exchange.models import OrderRequest, OrderState
 from worker.exchange.ports import Exchange
 from worker.exchange.retry import call_with_retry
 from worker.logs import bind
+from worker.orders.events import accepted, progress, refusal
+from worker.orders.risk import check_risk
+from worker.orders.tracking import order_deadline, track
+from worker.orders.validation import check_fresh, validate_place
 from worker.policy import retry_policy
 from worker.ports import ACK, RETRY, Delivery, Deps, Outcome
-from worker.risk import check_risk
-from worker.tracking import order_deadline, track
-from worker.validation import check_fresh, validate_place
 
 log = logging.getLogger(__name__)
 

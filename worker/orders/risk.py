@@ -12,8 +12,8 @@ from decimal import Decimal
 from schemas import RejectReason
 from worker.errors import InvalidOrder, RiskRejected
 from worker.exchange.ports import Exchange
+from worker.orders.validation import ValidOrder
 from worker.settings import RiskLimits
-from worker.validation import ValidOrder
 
 BPS = Decimal(10_000)
 

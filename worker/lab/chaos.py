@@ -27,10 +27,10 @@ from datetime import UTC, datetime
 from schemas import PlaceOrder, client_order_id
 from worker.broker.deadletters import drain_dead_letters
 from worker.broker.topology import delete
-from worker.chaos_events import EventLog
 from worker.client import OrderClient
 from worker.crashpoints import POINTS
-from worker.sim.binance import BinanceSim
+from worker.lab.chaos_events import EventLog
+from worker.lab.sim.binance import BinanceSim
 
 KEY, SECRET = "chaos-key-000001", "chaos-secret-000001"
 FAULTS = [

@@ -5,10 +5,10 @@ klines, account, order (POST/GET/DELETE, by orderId or origClientOrderId),
 openOrders, allOrders, myTrades. Signed calls are checked like Binance does:
 X-MBX-APIKEY, HMAC-SHA256 ``signature`` over the query (GET/DELETE) or body
 (POST), ``timestamp`` within ``recvWindow``. Matching is the paper engine, one
-book per API key. Faults come from ``worker.sim.faults``; the admin API
+book per API key. Faults come from ``worker.lab.sim.faults``; the admin API
 (/_admin/faults, /_admin/stats) lets other processes drive it.
 
-Run: ``python -m worker.sim.binance --port 9100 --key K --secret S``.
+Run: ``python -m worker.lab.sim.binance --port 9100 --key K --secret S``.
 """
 
 from __future__ import annotations
@@ -27,9 +27,9 @@ from aiohttp import web
 from worker.errors import InsufficientFunds, InvalidOrder, OrderNotFound
 from worker.exchange.models import OrderRequest, OrderState
 from worker.exchange.paper import PaperExchange
+from worker.lab.sim.binance_json import exchange_info, order_json, ticker_json, trade_json
+from worker.lab.sim.faults import FaultPlan
 from worker.settings import ExchangeConfig
-from worker.sim.binance_json import exchange_info, order_json, ticker_json, trade_json
-from worker.sim.faults import FaultPlan
 
 
 class BinanceError(Exception):

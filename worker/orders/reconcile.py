@@ -21,8 +21,8 @@ from schemas import CancelOrder
 from schemas.ids import CLIENT_ID_PREFIX
 from worker.broker.topology import shard_for
 from worker.exchange.models import OrderState
+from worker.orders.tracking import order_deadline, track
 from worker.ports import Deps
-from worker.tracking import order_deadline, track
 
 log = logging.getLogger(__name__)
 

@@ -1,7 +1,7 @@
 """``make bench``: throughput and latency of the worker against a bare aio-pika pipeline.
 
 One run measures, on the real broker, in separate processes:
-(a) the bare pipeline (worker.bench_bare) with the same persistence settings,
+(a) the bare pipeline (worker.lab.bench_bare) with the same persistence settings,
 (b) the worker on the paper exchange, with 1 and with 2 worker processes.
 Each gets the same N market orders over many accounts; throughput is N over
 the time from the first publish to the last filled event, latency is command
@@ -92,7 +92,7 @@ def _cpu_seconds(pid: int) -> float:
 
 
 PIPELINES = {
-    "bare aio-pika pipeline": (["worker.bench_bare"], 1),
+    "bare aio-pika pipeline": (["worker.lab.bench_bare"], 1),
     "worker x1 (paper)": (["worker", "run"], 1),
     "worker x2 (paper)": (["worker", "run"], 2),
 }

@@ -16,10 +16,10 @@ from functools import partial
 
 from schemas.commands import Command
 from worker.errors import InvalidOrder, OrderNotFound, TransientError
-from worker.eventbuild import progress
 from worker.exchange.models import OrderState
 from worker.exchange.ports import Exchange
 from worker.exchange.retry import call_with_retry
+from worker.orders.events import progress
 from worker.policy import retry_policy
 from worker.ports import Deps
 

@@ -1,0 +1,1 @@
+"""An order's life: intake, placement decision, tracking, events."""
