@@ -5,8 +5,11 @@ one union per direction. Schemas evolve only by adding fields with defaults;
 ``schema_version`` says which revision produced a message.
 """
 
-from schemas.commands import CancelOrder, Command, PlaceOrder
+from schemas.commands import CancelAll, CancelOrder, Command, PlaceOrder
 from schemas.events import (
+    CancelAllDone,
+    CancelDone,
+    CancelRejected,
     Event,
     OrderAccepted,
     OrderCanceled,
@@ -14,12 +17,17 @@ from schemas.events import (
     OrderFilled,
     OrderPartiallyFilled,
     OrderRejected,
+    OrderTrackingStalled,
     RejectReason,
 )
 from schemas.ids import client_order_id, event_id
 
 __all__ = [
+    "CancelAll",
+    "CancelAllDone",
+    "CancelDone",
     "CancelOrder",
+    "CancelRejected",
     "Command",
     "Event",
     "OrderAccepted",
@@ -28,6 +36,7 @@ __all__ = [
     "OrderFilled",
     "OrderPartiallyFilled",
     "OrderRejected",
+    "OrderTrackingStalled",
     "PlaceOrder",
     "RejectReason",
     "client_order_id",

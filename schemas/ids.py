@@ -22,6 +22,10 @@ def client_order_id(account: str, command_id: str) -> str:
     return CLIENT_ID_PREFIX + digest[:29]
 
 
-def event_id(client_id: str, kind: str, filled: Decimal | None = None) -> str:
-    filled_part = "" if filled is None else format(filled.normalize(), "f")
-    return str(uuid.uuid5(_EVENT_NS, f"{client_id}|{kind}|{filled_part}"))
+def event_id(client_id: str, kind: str, detail: Decimal | str | None = None) -> str:
+    """``detail`` tells states of one kind apart: cumulative filled, reason or status."""
+    if isinstance(detail, Decimal):
+        part = format(detail.normalize(), "f")
+    else:
+        part = detail or ""
+    return str(uuid.uuid5(_EVENT_NS, f"{client_id}|{kind}|{part}"))

@@ -6,8 +6,13 @@ first to its *preferred* shards (shard % worker_count == worker_index), then,
 after ``standby_delay_s``, to all others as standby: single-active-consumer
 hands a standby queue over only when its active worker goes away.
 
+Every worker also stands by on ``<p>.dead.watch`` (single-active-consumer), the
+dead-letter watcher's queue. Tracked orders need no start-up step: their records
+come round through the shard queues (worker.orders.tracker).
+
 Stop: cancel the consumers, let in-flight commands finish (up to
-``shutdown_grace_s``), nack whatever is still unfinished for redelivery, close.
+``shutdown_grace_s``), nack whatever is still unfinished for redelivery, stop the
+tracker's followers (their records keep circulating to the next owner), close.
 """
 
 from __future__ import annotations
@@ -17,15 +22,16 @@ import contextlib
 import logging
 
 import aio_pika
-from aio_pika.abc import AbstractQueue, AbstractRobustConnection
+from aio_pika.abc import AbstractIncomingMessage, AbstractQueue, AbstractRobustConnection
 
 from worker.broker.consumer import CommandConsumer
 from worker.broker.publisher import RabbitPublisher
-from worker.broker.topology import Names, declare
+from worker.broker.topology import Names, declare, declare_tracking
 from worker.crashpoints import CrashPoints
 from worker.exchange.factory import ExchangeFactory
 from worker.metrics import Metrics
-from worker.orders.reconcile import reconcile_open_orders
+from worker.orders.deadwatch import DeadLetter, on_dead_letter
+from worker.orders.tracker import Tracker
 from worker.ports import Deps, ExchangeProvider
 from worker.settings import Settings
 
@@ -43,8 +49,8 @@ class Worker:
         self.consumer: CommandConsumer | None = None
         self._subscriptions: list[tuple[AbstractQueue, str]] = []
         self._standby_task: asyncio.Task[None] | None = None
-        self._reconcile_task: asyncio.Task[None] | None = None
-        self._orphans: list[asyncio.Task[None]] = []
+        self.tracker: Tracker | None = None
+        self.deps: Deps | None = None
         self.ready = False
 
     def preferred_shards(self) -> list[int]:
@@ -59,10 +65,14 @@ class Worker:
             client_properties={"connection_name": f"orderworker-{s.worker_index}"})
         pub = await self.connection.channel(publisher_confirms=True, on_return_raises=True)
         topo = await declare(pub, self.names, s.delivery_limit)
-        publisher = RabbitPublisher(topo.events, topo.dlx, self.metrics)
-        deps = Deps(settings=s, exchanges=self.exchanges, publisher=publisher,
-                    metrics=self.metrics, crash=CrashPoints(s.crash_points))
-        self.consumer = CommandConsumer(deps, publisher)
+        await declare_tracking(pub, self.names, s.track_cycle_s)
+        publisher = RabbitPublisher(topo.events, topo.dlx, self.metrics,
+                                    tracks=pub.default_exchange, names=self.names)
+        self.tracker = Tracker(s, self.exchanges, publisher, self.metrics)
+        deps = self.deps = Deps(settings=s, exchanges=self.exchanges, publisher=publisher,
+                                metrics=self.metrics, tracker=self.tracker,
+                                crash=CrashPoints(s.crash_points))
+        self.consumer = CommandConsumer(deps, publisher, self.names)
         channel = await self.connection.channel()
         await channel.set_qos(prefetch_count=s.prefetch)
         # declare_queue (passive), not get_queue: only queues declared through a robust
@@ -75,8 +85,8 @@ class Worker:
         others = [q for k, q in enumerate(queues) if k not in preferred]
         if others:
             self._standby_task = asyncio.create_task(self._subscribe_later(others))
-        if s.reconcile_targets:
-            self._reconcile_task = asyncio.create_task(self._reconcile_later(deps, preferred))
+        watch = await channel.declare_queue(self.names.dead_watch_queue, passive=True)
+        self._subscriptions.append((watch, await watch.consume(self._on_dead_letter)))
         self.ready = True
         log.info("worker started", extra={"preferred_shards": sorted(preferred),
                                           "shards": s.shards})
@@ -92,14 +102,35 @@ class Worker:
         if self.consumer is not None and not self.consumer.stopping:
             await self._subscribe(queues)
 
-    async def _reconcile_later(self, deps: Deps, preferred: set[int]) -> None:
-        await asyncio.sleep(self.settings.standby_delay_s + self.settings.reconcile_grace_s)
-        self._orphans = await reconcile_open_orders(deps, preferred)
+    async def _on_dead_letter(self, message: AbstractIncomingMessage) -> None:
+        """Ack only once the dead letter's outcome (event or record) is confirmed."""
+        assert self.deps is not None
+        headers = message.headers or {}
+        deaths = headers.get("x-death")
+        first = deaths[0] if isinstance(deaths, list) and deaths else {}
+        first = first if isinstance(first, dict) else {}
+        queue = _text(headers.get("x-first-death-queue")) or ""
+        worker_reason = headers.get("x-orderworker-reason")
+        dead = DeadLetter(
+            body=message.body,
+            worker_reason=None if worker_reason is None else _text(worker_reason),
+            broker_reason=_text(headers.get("x-first-death-reason")) or "unknown",
+            from_shard_queue=queue.startswith(self.names.commands + "."),
+            via_tracking=_text(first.get("exchange")) == self.names.tracking)
+        try:
+            await on_dead_letter(dead, self.deps)
+        except Exception:
+            log.exception("dead letter not handled; it will come back")
+            with contextlib.suppress(Exception):
+                await message.nack(requeue=True)
+            return
+        with contextlib.suppress(Exception):
+            await message.ack()
 
     async def stop(self) -> None:
         """Graceful: stop consuming, finish in-flight work, close connections."""
         self.ready = False
-        for task in (self._standby_task, self._reconcile_task, *self._orphans):
+        for task in (self._standby_task,):
             if task is not None:
                 task.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
@@ -118,6 +149,8 @@ class Worker:
                     task.cancel()
                 if late:
                     await asyncio.wait(late, timeout=5)
+        if self.tracker is not None:
+            await self.tracker.close()
         close = getattr(self.exchanges, "aclose", None)
         if close is not None:
             await close()
@@ -131,3 +164,9 @@ class Worker:
             await stop.wait()
         finally:
             await self.stop()
+
+
+def _text(value: object) -> str | None:
+    if isinstance(value, bytes):
+        return value.decode(errors="replace")
+    return None if value is None else str(value)

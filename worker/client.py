@@ -16,12 +16,17 @@ from typing import Self
 
 import aio_pika
 from aio_pika.abc import AbstractChannel, AbstractIncomingMessage, AbstractRobustConnection
+from aio_pika.exceptions import DeliveryError
 
 from schemas import Event
 from schemas.commands import Command, encode_command
-from schemas.events import TERMINAL_EVENTS, decode_event
+from schemas.events import OUTCOME_EVENTS, TERMINAL_EVENTS, decode_event
 from worker.broker.publisher import send_with_reconnect
 from worker.broker.topology import Names, Topology, declare, shard_for
+
+
+class NoWorkerError(RuntimeError):
+    """The command could not be routed: no worker declared its shard queue."""
 
 
 class OrderClient:
@@ -45,7 +50,8 @@ class OrderClient:
     async def __aenter__(self) -> Self:
         self._conn = await aio_pika.connect_robust(self.amqp_url, reconnect_interval=1.0)
         self._channel = await self._conn.channel(publisher_confirms=True, on_return_raises=True)
-        self._topo = await declare(self._channel, self.names, self.delivery_limit)
+        self._topo = await declare(self._channel, self.names, self.delivery_limit,
+                                  owner=False)
         if self.watch:
             queue = await self._channel.declare_queue(exclusive=True, auto_delete=True)
             await queue.bind(self._topo.events, self.watch)
@@ -71,6 +77,26 @@ class OrderClient:
             if not waiter[1].done():
                 waiter[1].set_result(event)
 
+    async def wait_for_workers(self, timeout_s: float = 30.0) -> None:
+        """Return once every shard queue exists (a worker declared the topology)."""
+        assert self._conn is not None, "use 'async with OrderClient(...)'"
+        loop = asyncio.get_running_loop()
+        end = loop.time() + timeout_s
+        for shard in range(self.names.shards):
+            while True:
+                channel = await self._conn.channel()
+                try:
+                    await channel.declare_queue(self.names.shard_queue(shard), passive=True)
+                    break
+                except aio_pika.exceptions.ChannelClosed:
+                    if loop.time() > end:
+                        raise NoWorkerError(f"no worker declared {self.names.shard_queue(shard)}"
+                                            f" within {timeout_s:.0f}s") from None
+                    await asyncio.sleep(0.2)
+                finally:
+                    if not channel.is_closed:
+                        await channel.close()
+
     async def send(self, command: Command) -> None:
         await self.publish_raw(encode_command(command), command.account,
                                message_id=command.command_id)
@@ -81,8 +107,14 @@ class OrderClient:
         message = aio_pika.Message(body, delivery_mode=aio_pika.DeliveryMode.PERSISTENT,
                                    content_type="application/json", message_id=message_id)
         exchange, key = self._topo.commands, str(shard_for(account, self.names.shards))
-        await send_with_reconnect("command", lambda: exchange.publish(
-            message, key, mandatory=True, timeout=30), self.republish_s)
+        try:
+            await send_with_reconnect("command", lambda: exchange.publish(
+                message, key, mandatory=True, timeout=30), self.republish_s)
+        except DeliveryError as exc:
+            raise NoWorkerError(
+                f"no queue for shard {key} of prefix {self.names.prefix!r}: no worker with "
+                f"OW_PREFIX={self.names.prefix} and OW_SHARDS={self.names.shards} has "
+                f"declared it (start one, or check prefix and shard count)") from exc
 
     async def _wait(self, command_id: str, match: Callable[[Event], bool],
                     timeout_s: float) -> Event:
@@ -99,10 +131,16 @@ class OrderClient:
         return await self._wait(command_id, lambda e: True, timeout_s)
 
     async def wait_terminal(self, command_id: str, timeout_s: float = 60.0) -> Event:
+        """The event that ends the order placed by ``command_id``."""
         return await self._wait(command_id, lambda e: isinstance(e, TERMINAL_EVENTS), timeout_s)
 
+    async def wait_outcome(self, command_id: str, timeout_s: float = 60.0) -> Event:
+        """The outcome of any command: its order's terminal event for a PlaceOrder,
+        ``cancel_done`` / ``cancel_rejected`` / ``cancel_all_done`` for cancels."""
+        return await self._wait(command_id, lambda e: isinstance(e, OUTCOME_EVENTS), timeout_s)
+
     async def submit(self, command: Command, timeout_s: float = 60.0) -> list[Event]:
-        """Send and wait for the terminal event; returns the order's events so far."""
+        """Send and wait for the command's outcome; returns its events so far."""
         await self.send(command)
-        await self.wait_terminal(command.command_id, timeout_s)
+        await self.wait_outcome(command.command_id, timeout_s)
         return list(self.events[command.command_id])

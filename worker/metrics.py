@@ -25,6 +25,8 @@ class Metrics:
                                        "Orders adopted or checked by client order id",
                                        ["kind"], registry=r)
         self.in_flight = Gauge("ow_in_flight_commands", "Commands being handled", registry=r)
+        self.tracked = Gauge("ow_tracked_orders", "Live orders the tracker follows here",
+                             registry=r)
         self.events = Counter("ow_events_published_total", "Events confirmed by the broker",
                               ["kind"], registry=r)
 

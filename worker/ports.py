@@ -10,19 +10,25 @@ import time
 from collections.abc import Sequence
 from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass, field
-from typing import Literal, Protocol
+from typing import TYPE_CHECKING, Literal, Protocol
 
 from schemas import Event
+from schemas.tracking import TrackOrder
 from worker.crashpoints import NO_CRASH, CrashPoints
 from worker.exchange.ports import Exchange
 from worker.metrics import Metrics
 from worker.settings import Settings
 
+if TYPE_CHECKING:
+    from worker.orders.tracker import Tracker
+
 
 class EventPublisher(Protocol):
-    """Publishes events durably; returns only once the broker confirmed all of them."""
+    """Publishes events (and tracking records) durably; returns only once the broker
+    confirmed every one of them."""
 
-    async def publish(self, events: Sequence[Event]) -> None: ...
+    async def publish(self, events: Sequence[Event],
+                      records: Sequence[TrackOrder] = ()) -> None: ...
 
 
 class ExchangeProvider(Protocol):
@@ -65,6 +71,7 @@ class Delivery:
     attempt: int = 1
     final_attempt: bool = False
     redelivered: bool = False
+    shard: int = 0
     received_at: float = field(default_factory=time.monotonic)
     """When this delivery arrived (monotonic); bounds when a previous one last acted."""
     turn: AbstractAsyncContextManager[None] = field(default_factory=_NoTurn)
@@ -77,6 +84,5 @@ class Deps:
     exchanges: ExchangeProvider
     publisher: EventPublisher
     metrics: Metrics
+    tracker: Tracker
     crash: CrashPoints = NO_CRASH
-    tracking: set[str] = field(default_factory=set)
-    """Client order ids this worker is following right now."""

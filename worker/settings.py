@@ -51,12 +51,23 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     prefix: str = "orderworker"
     shards: int = 4
     prefetch: int = 32
-    delivery_limit: int = 5
+    delivery_limit: int = 20
+    """Deliveries of one command before the broker dead-letters it (a command that keeps
+    crashing workers); the dead-letter watcher then still gives it an outcome."""
     worker_index: int = 0
     worker_count: int = 1
     standby_delay_s: float = 2.0
-    poll_interval_s: float = 0.25
-    poll_max_interval_s: float = 2.0
+    track_poll_s: float = 1.0
+    """Status poll interval per (account, exchange): one open-orders call per symbol."""
+    track_cycle_s: float = 10.0
+    """Tracking records come round once per cycle: a new shard owner knows every
+    tracked order within one cycle."""
+    intake_budget_s: float = 40.0
+    """How long a command may retry transient errors before it gets an outcome
+    (OrderFailed, or a pending order handed to the tracker); keeps it acked in time."""
+    fence_s: float = 5.0
+    """A redelivered command's previous holder may still act this long after the
+    redelivery (its dead connection unnoticed); added to the settle window."""
     cancel_confirm_s: float = 30.0
     max_command_age_s: float = 300.0
     max_clock_skew_s: float = 5.0
@@ -68,10 +79,6 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     reconcile_delay_s: float = 0.5
     shutdown_grace_s: float = 30.0
     metrics_port: int = 0
-    reconcile_targets: str = ""
-    """``account:exchange,...`` whose open ``ow-`` orders are adopted at start-up."""
-    reconcile_grace_s: float = 5.0
-    orphan_timeout_s: float = 60.0
     crash_points: str = ""
     log_level: str = "INFO"
     log_json: bool = True

@@ -15,7 +15,7 @@ from worker.broker.topology import Names, delete
 from worker.client import OrderClient
 from worker.settings import Settings, load_settings
 
-FAST = {"OW_POLL_INTERVAL_S": "0.05", "OW_RETRY_INITIAL_S": "0.01",
+FAST = {"OW_TRACK_POLL_S": "0.05", "OW_TRACK_CYCLE_S": "2", "OW_RETRY_INITIAL_S": "0.01",
         "OW_RETRY_MAX_TOTAL_S": "1", "OW_RECONCILE_DELAY_S": "0.05",
         "OW_STANDBY_DELAY_S": "0.3", "OW_LOG_JSON": "false"}
 

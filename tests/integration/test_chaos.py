@@ -3,6 +3,8 @@ steps, the broker restarted once, faults on every exchange endpoint."""
 
 from __future__ import annotations
 
+import os
+
 import pytest
 
 from worker.lab.chaos import Chaos, ok, run
@@ -12,6 +14,7 @@ from worker.lab.chaos import Chaos, ok, run
 @pytest.mark.timeout(300)
 async def test_chaos_nothing_lost_nothing_doubled(amqp_url: str) -> None:
     chaos = Chaos(amqp_url, orders=400, workers=2, rate_per_s=60, kill_every_s=3,
+                  broker_restart=os.environ.get("OW_CHAOS_BROKER_RESTART", "1") == "1",
                   crashes_expected=6)
     result = await run(chaos, drain_timeout_s=90)
     print(result)

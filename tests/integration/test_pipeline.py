@@ -35,12 +35,14 @@ async def test_cancel_command(amqp_url: str) -> None:
     async with harness(amqp_url) as h:
         await h.start_worker()
         async with h.client() as client:
-            cmd = place(type="limit", price="40000", timeout_s=60)
+            cmd = place(type="limit", price="40000")
             await client.send(cmd)
             await client.wait_first(cmd.command_id, 20)
-            await client.send(cancel(cmd.command_id))
+            outcome = await client.submit(cancel(cmd.command_id, symbol=None), timeout_s=20)
             final = await client.wait_terminal(cmd.command_id, 20)
     assert type(final).__name__ == "OrderCanceled"
+    assert [type(e).__name__ for e in outcome] == ["CancelDone"]
+    assert outcome[0].order_status == "canceled"  # type: ignore[union-attr]
 
 
 async def test_invalid_and_garbage_are_rejected_and_dead_lettered(amqp_url: str) -> None:
@@ -65,38 +67,50 @@ async def test_invalid_and_garbage_are_rejected_and_dead_lettered(amqp_url: str)
     assert sum(r.startswith("malformed") for r in reasons) == 2
 
 
-async def test_shutdown_drains_in_flight_orders(amqp_url: str) -> None:
+async def test_shutdown_hands_resting_orders_to_the_next_worker(amqp_url: str) -> None:
+    shared = StaticExchanges()  # one paper exchange for both workers, like a real one
     async with harness(amqp_url) as h:
-        worker = await h.start_worker()
+        worker = await h.start_worker(exchanges=shared)
         async with h.client() as client:
-            cmds = [place(type="limit", price="40000", timeout_s=1.5, account=f"a{i}")
+            cmds = [place(type="limit", price="40000", timeout_s=3, account=f"a{i}")
                     for i in range(3)]
             for cmd in cmds:
                 await client.send(cmd)
             for c in cmds:
                 await client.wait_first(c.command_id, 20)
-            await worker.stop()  # returns only after in-flight orders finished
-            finals = [await client.wait_terminal(c.command_id, 5) for c in cmds]
-        left = sum([await h.ready_count(h.names.shard_queue(k)) for k in range(4)])
+            await worker.stop()  # acked at acceptance: nothing in flight to wait for
+            await h.start_worker(exchanges=shared)
+            finals = [await client.wait_terminal(c.command_id, 20) for c in cmds]
     assert [type(f).__name__ for f in finals] == ["OrderCanceled"] * 3
-    assert left == 0  # every command was acked, nothing returned to the queue
 
 
 class _Exploding(StaticExchanges):
+    """A wiring bug for the first few calls (the command crashes its handler)."""
+
+    def __init__(self, failures: int) -> None:
+        super().__init__()
+        self.failures = failures
+
     async def get(self, account: str, exchange: str) -> Exchange:
-        raise RuntimeError("bug in the exchange wiring")
+        if self.failures > 0:
+            self.failures -= 1
+            raise RuntimeError("bug in the exchange wiring")
+        return await super().get(account, exchange)
 
 
-async def test_crashing_command_is_dead_lettered_not_looped(amqp_url: str) -> None:
-    async with harness(amqp_url, OW_DELIVERY_LIMIT="2") as h:
-        await h.start_worker(exchanges=_Exploding())
+async def test_crashing_command_is_dead_lettered_and_still_gets_an_outcome(
+        amqp_url: str) -> None:
+    async with harness(amqp_url, OW_DELIVERY_LIMIT="2", OW_FENCE_S="0.2") as h:
+        await h.start_worker(exchanges=_Exploding(failures=3))
         async with h.client() as client:
             cmd = place()
             await client.send(cmd)
             final = await client.wait_terminal(cmd.command_id, 30)
         dead = await h.dead_letters(expect=1)
+    # the broker dead-lettered it (delivery limit); the watcher resolved it by lookup
     assert type(final).__name__ == "OrderFailed"
-    assert "gave up after 3 attempts" in str(dead[0].headers["x-orderworker-reason"])
+    assert final.reason == RejectReason.NOT_PLACED  # type: ignore[union-attr]
+    assert dead[0].headers["x-first-death-reason"] in ("delivery_limit", b"delivery_limit")
 
 
 async def test_sigterm_on_a_worker_process_finishes_in_flight_orders(amqp_url: str) -> None:
@@ -109,13 +123,10 @@ async def test_sigterm_on_a_worker_process_finishes_in_flight_orders(amqp_url: s
         async with h.client() as client:
             proc = await asyncio.create_subprocess_exec(sys.executable, "-m", "worker", "run",
                                                         env=env)
-            cmd = place(type="limit", price="40000", timeout_s=2.0)
+            await client.wait_for_workers()
+            cmd = place(type="limit", price="40000")
             await client.send(cmd)
             await client.wait_first(cmd.command_id, 30)
             proc.send_signal(signal.SIGTERM)
             code = await asyncio.wait_for(proc.wait(), 30)
-            final = await client.wait_terminal(cmd.command_id, 5)
-        left = sum([await h.ready_count(h.names.shard_queue(k)) for k in range(4)])
-    assert code == 0
-    assert type(final).__name__ == "OrderCanceled"  # ran to its timeout, then canceled
-    assert left == 0
+    assert code == 0  # promptly: a resting order does not hold the worker

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 from collections.abc import AsyncIterator
-from decimal import Decimal
 
 import pytest
 
@@ -13,7 +12,6 @@ from schemas import OrderRejected, RejectReason, client_order_id
 from tests.conftest import cancel, place
 from tests.exchange.conftest import KEY, RECV_WINDOW_MS, SECRET, TIMEOUT_MS
 from tests.integration.harness import Harness, harness
-from worker.exchange.models import OrderRequest
 from worker.lab.sim.binance import BinanceSim
 
 
@@ -65,30 +63,16 @@ async def test_faulted_create_still_yields_one_order(setup: tuple[Harness, Binan
     assert sim.orders_per_client_id()[client_order_id(cmd.account, cmd.command_id)] == 1
 
 
-async def test_startup_reconciliation_adopts_orphan_orders(amqp_url: str,
-                                                           monkeypatch: pytest.MonkeyPatch) -> None:
-    sim = BinanceSim({KEY: SECRET})
-    url = await sim.start()
-    monkeypatch.setenv("OW_CRED_ACCT1_BINANCE_API_KEY", KEY)
-    monkeypatch.setenv("OW_CRED_ACCT1_BINANCE_SECRET", SECRET)
-    book = sim.books[KEY]
-    orphan = await book.create_order(OrderRequest(
-        symbol="BTC/USDT", side="buy", type="limit", amount=Decimal("0.01"),
-        price=Decimal("40000"), client_order_id=client_order_id("acct1", "lost-command")))
-    foreign = await book.create_order(OrderRequest(  # not ours: left alone
-        symbol="BTC/USDT", side="buy", type="limit", amount=Decimal("0.01"),
-        price=Decimal("40000"), client_order_id="manual-order-1"))
-    exchanges = {"binance": {"driver": "binance", "urls": {"rest": url},
-                             "timeout_ms": TIMEOUT_MS, "options": {"recvWindow": RECV_WINDOW_MS}}}
-    try:
-        async with harness(amqp_url, OW_EXCHANGES=json.dumps(exchanges),
-                           OW_RECONCILE_TARGETS="acct1:binance", OW_RECONCILE_GRACE_S="0.1",
-                           OW_ORPHAN_TIMEOUT_S="1") as h:
-            async with h.client() as client:
-                await h.start_worker()
-                final = await client.wait_terminal(f"orphan:{orphan.client_order_id}", 20)
-    finally:
-        await sim.stop()
+async def test_a_new_worker_takes_over_resting_orders_from_the_records(
+        setup: tuple[Harness, BinanceSim]) -> None:
+    """No reconcile targets: the tracking records tell the next owner what to follow."""
+    h, sim = setup
+    async with h.client() as client:
+        resting = place(exchange="binance", type="limit", price="40000", timeout_s=4)
+        await client.send(resting)
+        await client.wait_first(resting.command_id, 30)
+        await h.workers[0].stop()  # its followers stop; the record keeps circulating
+        await h.start_worker()
+        final = await client.wait_terminal(resting.command_id, 30)
     assert type(final).__name__ == "OrderCanceled"
-    assert final.client_order_id == orphan.client_order_id
-    assert (await book.get_order("BTC/USDT", foreign.id)).status == "open"
+    assert max(sim.orders_per_client_id().values()) == 1

@@ -18,6 +18,8 @@ class ScriptedPaper(PaperExchange):
         self.hidden_lookups = 0
         self.created = 0
         self.on_get: Callable[[], None] | None = None
+        self.on_open: Callable[[], None] | None = None
+        self.hide_open = 0
 
     async def create_order(self, req: OrderRequest) -> OrderState:
         if self.create_faults:
@@ -40,6 +42,14 @@ class ScriptedPaper(PaperExchange):
         if self.on_get is not None:
             self.on_get()
         return await super().get_order(symbol, order_id)
+
+    async def get_open_orders(self, symbol: str | None = None) -> list[OrderState]:
+        if self.on_open is not None:
+            self.on_open()
+        if self.hide_open:
+            self.hide_open -= 1
+            return []
+        return await super().get_open_orders(symbol)
 
     def orders_for(self, client_order_id: str) -> int:
         return sum(o.req.client_order_id == client_order_id for o in self._orders.values())

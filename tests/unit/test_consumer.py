@@ -6,17 +6,23 @@ import asyncio
 from typing import Any
 
 from schemas.commands import encode_command
+from schemas.tracking import TrackOrder, encode_record
 from tests.conftest import place
 from tests.unit.fakes import ScriptedPaper
 from tests.unit.test_handlers import make
 from worker.broker.consumer import CommandConsumer
+from worker.broker.topology import Names
 from worker.exchange.models import OrderRequest, OrderState
+
+NAMES = Names("ow", 4)
 
 
 class FakeMessage:
-    def __init__(self, body: bytes, log: list[str], name: str) -> None:
+    def __init__(self, body: bytes, log: list[str], name: str, exchange: str = "ow.commands",
+                 routing_key: str = "0") -> None:
         self.body, self.headers, self.redelivered = body, {}, False
         self.message_id, self.log, self.name = name, log, name
+        self.exchange, self.routing_key = exchange, routing_key
 
     async def ack(self) -> None:
         self.log.append(f"ack {self.name}")
@@ -48,7 +54,7 @@ async def test_draining_returns_a_command_only_after_its_account_predecessor_sub
     log: list[str] = []
     deps, _, _ = make()
     deps.exchanges.exchanges["paper"] = SlowPaper(log)  # type: ignore[attr-defined]
-    consumer = CommandConsumer(deps, DeadLetters())  # type: ignore[arg-type]
+    consumer = CommandConsumer(deps, DeadLetters(), NAMES)  # type: ignore[arg-type]
     first = asyncio.create_task(consumer.on_message(  # type: ignore[arg-type]
         FakeMessage(encode_command(place(account="acct1")), log, "c1")))
     await asyncio.sleep(0.05)  # c1 is inside its create
@@ -67,9 +73,45 @@ async def test_malformed_body_is_dead_lettered_and_acked() -> None:
     log: list[str] = []
     deps, pub, _ = make()
     dead = DeadLetters()
-    consumer = CommandConsumer(deps, dead)  # type: ignore[arg-type]
+    consumer = CommandConsumer(deps, dead, NAMES)  # type: ignore[arg-type]
     await consumer.on_message(FakeMessage(  # type: ignore[arg-type]
         b'{"kind":"place_order","command_id":"m-1","amount":"x"}', log, "m1"))
     assert log == ["ack m1"]
     assert dead.items and dead.items[0][1].startswith("malformed")
     assert pub.kinds() == ["OrderRejected"]
+
+
+def _record(**kw: Any) -> TrackOrder:
+    base: dict[str, Any] = {"command_id": "c-1", "account": "acct1", "exchange": "paper",
+                            "symbol": "BTC/USDT", "client_order_id": "ow-x", "phase": "open",
+                            "exchange_order_id": "P999", "side": "buy", "type": "limit",
+                            "amount": "0.01", "price": "50000"}
+    return TrackOrder(**{**base, **kw})
+
+
+async def test_tracking_record_published_by_a_strategy_is_refused() -> None:
+    log: list[str] = []
+    deps, _pub, _ = make()
+    dead = DeadLetters()
+    consumer = CommandConsumer(deps, dead, NAMES)
+    await consumer.on_message(FakeMessage(  # type: ignore[arg-type]
+        encode_record(_record()), log, "r1", exchange="ow.commands"))
+    assert log == ["ack r1"] and dead.items and "tracking record" in dead.items[0][1]
+    assert deps.tracker.get("ow-x") is None
+
+
+async def test_tracking_record_comes_round_registers_and_is_republished_once() -> None:
+    log: list[str] = []
+    deps, pub, _ = make()
+    consumer = CommandConsumer(deps, DeadLetters(), NAMES)
+    body = encode_record(_record())
+    await consumer.on_message(FakeMessage(body, log, "r1", exchange="ow.tracking"))  # type: ignore[arg-type]
+    await consumer.on_message(FakeMessage(body, log, "r2", exchange="ow.tracking"))  # type: ignore[arg-type]
+    assert log == ["ack r1", "ack r2"]
+    assert len(pub.records) == 1  # the second copy of this cycle is spare: dropped
+    assert deps.tracker.get("ow-x") is not None
+    # a copy with news (a cancel waiting) is folded in and written back
+    news = encode_record(_record(cancel_commands=("x-1",)))
+    await consumer.on_message(FakeMessage(news, log, "r3", exchange="ow.tracking"))  # type: ignore[arg-type]
+    assert len(pub.records) == 2 and pub.records[-1].cancel_commands == ("x-1",)
+    await deps.tracker.close()

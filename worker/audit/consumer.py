@@ -40,7 +40,7 @@ class AuditConsumer:
     async def start(self) -> None:
         self._conn = await aio_pika.connect_robust(self.amqp_url, reconnect_interval=1.0)
         channel = await self._conn.channel()
-        await declare(channel, self.names, delivery_limit=5)
+        await declare(channel, self.names, delivery_limit=5, owner=False)
         await channel.set_qos(prefetch_count=self.batch * 2)
         queue = await channel.declare_queue(self.names.audit_queue, passive=True)
         await queue.consume(self._on_message)

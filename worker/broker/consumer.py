@@ -1,6 +1,9 @@
-"""Turns command messages into handler calls and handler Outcomes into ack decisions.
+"""Turns shard-queue messages into handler calls and handler Outcomes into ack decisions.
 
 * undecodable/invalid body -> OrderRejected (if a command_id can be read) + dead-letter, ack
+* tracking record          -> the tracker refreshes and re-publishes it (confirmed), ack;
+                              a record that did not come through ``<p>.tracking`` is
+                              treated as malformed (only workers may feed the tracker)
 * Outcome ack              -> ack (events already confirmed)
 * Outcome retry            -> nack(requeue); the quorum delivery-limit bounds the loop
 * Outcome dead_letter      -> confirmed copy to the DLX with the reason, then ack
@@ -16,9 +19,11 @@ from typing import Any
 from aio_pika.abc import AbstractIncomingMessage
 
 from schemas import OrderRejected, RejectReason, client_order_id
+from schemas.tracking import TrackOrder
 from worker.broker.publisher import RabbitPublisher
+from worker.broker.topology import Names, shard_for
 from worker.logs import bind
-from worker.orders.events import refusal
+from worker.orders.events import OrderRef, refusal
 from worker.orders.handlers import handle
 from worker.orders.intake import Malformed, parse
 from worker.orders.sequencer import AccountSequencer, Turn
@@ -28,21 +33,35 @@ log = logging.getLogger(__name__)
 
 
 class CommandConsumer:
-    def __init__(self, deps: Deps, publisher: RabbitPublisher) -> None:
+    def __init__(self, deps: Deps, publisher: RabbitPublisher, names: Names) -> None:
         self.deps = deps
         self.publisher = publisher
+        self.names = names
         self.sequencer = AccountSequencer()
         self.tasks: set[asyncio.Task[None]] = set()
         self.stopping = False
 
+    def _shard(self, message: AbstractIncomingMessage, account: str) -> int:
+        key = message.routing_key or ""
+        return int(key) if key.isdigit() else shard_for(account, self.names.shards)
+
     async def on_message(self, message: AbstractIncomingMessage) -> None:
         # Runs in arrival order up to the first await: the turn is taken here.
         cmd = parse(message.body)
+        if isinstance(cmd, TrackOrder) and message.exchange != self.names.tracking:
+            cmd = Malformed(f"tracking record published to {message.exchange!r}",
+                            {"command_id": cmd.command_id})
         if isinstance(cmd, Malformed):
             if self.stopping:
                 await _settle(message, Outcome("retry"))
             else:
                 await self._guarded(message, self._reject_malformed(message, cmd))
+            return
+        if isinstance(cmd, TrackOrder):
+            if self.stopping:
+                await _settle(message, Outcome("retry"))
+            else:
+                await self._guarded(message, self._record(message, cmd))
             return
         turn = self.sequencer.enter(cmd.account)
         if self.stopping:
@@ -51,9 +70,16 @@ class CommandConsumer:
             await self._guarded(message, self._return_after(turn, message), turn)
             return
         attempt = _delivery_count(message) + 1
+        shard = self._shard(message, cmd.account)
+        self.deps.tracker.warmth.seen(shard)
         delivery = Delivery(attempt=attempt, redelivered=bool(message.redelivered), turn=turn,
+                            shard=shard,
                             final_attempt=attempt > self.deps.settings.delivery_limit)
         await self._guarded(message, self._run(message, cmd, delivery), turn)
+
+    async def _record(self, message: AbstractIncomingMessage, rec: TrackOrder) -> None:
+        await self.deps.tracker.on_record(rec, self._shard(message, rec.account))
+        await _settle(message, Outcome("ack"))
 
     async def _guarded(self, message: AbstractIncomingMessage, work: Any,
                        turn: Turn | None = None) -> None:
@@ -65,7 +91,7 @@ class CommandConsumer:
             await _settle(message, Outcome("retry"))
             raise
         except Exception:
-            log.exception("command handling failed; leaving it for redelivery",
+            log.exception("message handling failed; leaving it for redelivery",
                           extra={"message_id": message.message_id})
             await _settle(message, Outcome("retry"))
         finally:
@@ -91,11 +117,11 @@ class CommandConsumer:
         log.warning("malformed command: %s", error, extra={"command_id": ids.get("command_id")})
         if "command_id" in ids:
             account = ids.get("account", "unknown")
-            event = refusal(OrderRejected, command_id=ids["command_id"], account=account,
-                            exchange=ids.get("exchange", "unknown"),
-                            symbol=ids.get("symbol", "unknown"),
-                            cid=client_order_id(account, ids["command_id"]),
-                            reason=RejectReason.MALFORMED, message=error)
+            ref = OrderRef(command_id=ids["command_id"], account=account,
+                           exchange=ids.get("exchange", "unknown"),
+                           symbol=ids.get("symbol", "unknown"),
+                           client_order_id=client_order_id(account, ids["command_id"]))
+            event = refusal(OrderRejected, ref, RejectReason.MALFORMED, error)
             await self.deps.publisher.publish([event])
         self.deps.metrics.outcomes.labels("malformed").inc()
         await self.publisher.dead_letter(message.body, f"malformed: {error}",

@@ -1,4 +1,4 @@
-"""Confirmed, persistent, mandatory publishing of events and dead letters.
+"""Confirmed, persistent, mandatory publishing of events, tracking records and dead letters.
 
 ``publish`` returns only after the broker confirmed every message (quorum
 queues confirm once a majority has it on disk). An unroutable or nacked
@@ -21,7 +21,8 @@ from aio_pika.abc import AbstractExchange
 
 from schemas import Event
 from schemas.events import encode_event, event_kind
-from worker.broker.topology import event_routing_key
+from schemas.tracking import TrackOrder, encode_record
+from worker.broker.topology import Names, event_routing_key, shard_for
 from worker.metrics import Metrics
 
 PERSISTENT = aio_pika.DeliveryMode.PERSISTENT
@@ -58,14 +59,24 @@ async def send_with_reconnect(what: str, send: Callable[[], Awaitable[object]],
             await asyncio.sleep(min(0.1 * 2**attempt, 2.0))
 
 
+def record_message(record: TrackOrder) -> aio_pika.Message:
+    return aio_pika.Message(encode_record(record), delivery_mode=PERSISTENT,
+                            content_type="application/json", type="track_order",
+                            headers={"client_order_id": record.client_order_id})
+
+
 class RabbitPublisher:
-    """EventPublisher on a publisher-confirms channel."""
+    """EventPublisher on a publisher-confirms channel. Records go straight into their
+    shard's wait queue (default exchange), from where they come round a cycle later."""
 
     def __init__(self, events: AbstractExchange, dlx: AbstractExchange,
                  metrics: Metrics | None = None, confirm_timeout_s: float = 30.0,
-                 republish_s: float = 60.0) -> None:
+                 republish_s: float = 60.0, *, tracks: AbstractExchange | None = None,
+                 names: Names | None = None) -> None:
         self._events = events
         self._dlx = dlx
+        self._tracks = tracks
+        self._names = names
         self._metrics = metrics
         self._timeout = confirm_timeout_s
         self._republish_s = republish_s
@@ -73,14 +84,26 @@ class RabbitPublisher:
     async def _with_reconnect(self, what: str, send: Callable[[], Awaitable[object]]) -> None:
         await send_with_reconnect(what, send, self._republish_s)
 
-    async def publish(self, events: Sequence[Event]) -> None:
-        async def send() -> None:
-            await asyncio.gather(*(
-                self._events.publish(event_message(e),
-                                     event_routing_key(e.account, e.symbol, event_kind(e)),
-                                     mandatory=True, timeout=self._timeout)
-                for e in events))
+    async def publish(self, events: Sequence[Event],
+                      records: Sequence[TrackOrder] = ()) -> None:
+        names, tracks = self._names, self._tracks
+        if records and (names is None or tracks is None):
+            raise RuntimeError("this publisher has no tracking queues")
 
+        async def send() -> None:
+            sends = [self._events.publish(event_message(e),
+                                          event_routing_key(e.account, e.symbol, event_kind(e)),
+                                          mandatory=True, timeout=self._timeout)
+                     for e in events]
+            if records:
+                assert names is not None and tracks is not None
+                sends += [tracks.publish(
+                    record_message(r), names.track_queue(shard_for(r.account, names.shards)),
+                    mandatory=True, timeout=self._timeout) for r in records]
+            await asyncio.gather(*sends)
+
+        if not events and not records:
+            return
         await self._with_reconnect("events", send)
         if self._metrics is not None:
             for e in events:

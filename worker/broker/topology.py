@@ -1,9 +1,13 @@
 """RabbitMQ topology, declared idempotently by workers and clients.
 
     <p>.commands  (direct) --"<shard>"--> <p>.commands.<shard>  quorum, single-active-consumer,
-                                                              delivery-limit, DLX -> <p>.dlx
+    <p>.tracking  (direct) --"<shard>"-->      (same queue)     delivery-limit, DLX -> <p>.dlx
+    <p>.track.<shard>  quorum wait queue: message TTL = track cycle, dead-letters
+                       (at-least-once) via <p>.tracking back into <p>.commands.<shard>
     <p>.events    (topic)  --"order.#"--> <p>.events.audit     quorum (events are never unroutable)
     <p>.dlx       (fanout) -------------> <p>.dead             quorum (poison + given-up commands)
+                           -------------> <p>.dead.watch       quorum, single-active-consumer:
+                                                               the dead-letter watcher
 
 A command's shard is crc32(account) % shards, so one account always lands in
 one queue, and single-active-consumer gives that queue to one worker at a time.
@@ -48,6 +52,17 @@ class Names:
     def dead_queue(self) -> str:
         return f"{self.prefix}.dead"
 
+    @property
+    def tracking(self) -> str:
+        return f"{self.prefix}.tracking"
+
+    def track_queue(self, shard: int) -> str:
+        return f"{self.prefix}.track.{shard}"
+
+    @property
+    def dead_watch_queue(self) -> str:
+        return f"{self.prefix}.dead.watch"
+
 
 def shard_for(account: str, shards: int) -> int:
     return zlib.crc32(account.encode()) % shards
@@ -58,7 +73,7 @@ _UNSAFE = re.compile(r"[^A-Za-z0-9_\-]")
 
 def event_routing_key(account: str, symbol: str, kind: str) -> str:
     """``order.<account>.<symbol>.<kind>``; symbol ``BTC/USDT`` becomes ``BTC_USDT``."""
-    return f"order.{_UNSAFE.sub('_', account)}.{_UNSAFE.sub('_', symbol)}.{kind}"
+    return f"order.{_UNSAFE.sub('_', account)}.{_UNSAFE.sub('_', symbol) or '_'}.{kind}"
 
 
 @dataclass
@@ -74,7 +89,12 @@ class Topology:
 QUORUM: dict[str, Any] = {"x-queue-type": "quorum"}
 
 
-async def declare(channel: AbstractChannel, names: Names, delivery_limit: int) -> Topology:
+async def declare(channel: AbstractChannel, names: Names, delivery_limit: int,
+                  *, owner: bool = True) -> Topology:
+    """Declare the command/event topology. ``owner`` (workers): the shard queues get this
+    worker's arguments, and a mismatch with existing ones stops the worker. Not owner
+    (clients, tools): shard queues are the workers' to declare; a client publishing
+    before any worker declared them gets its command back as unroutable."""
     commands = await channel.declare_exchange(names.commands, aio_pika.ExchangeType.DIRECT,
                                               durable=True)
     events = await channel.declare_exchange(names.events, aio_pika.ExchangeType.TOPIC,
@@ -94,7 +114,7 @@ async def declare(channel: AbstractChannel, names: Names, delivery_limit: int) -
         "x-overflow": "reject-publish",
     }
     queues = []
-    for shard in range(names.shards):
+    for shard in range(names.shards if owner else 0):
         q = await channel.declare_queue(names.shard_queue(shard), arguments=shard_args,
                                         durable=True)
         await q.bind(commands, str(shard))
@@ -102,11 +122,32 @@ async def declare(channel: AbstractChannel, names: Names, delivery_limit: int) -
     return Topology(commands, events, dlx, queues, audit, dead)
 
 
+async def declare_tracking(channel: AbstractChannel, names: Names, cycle_s: float) -> None:
+    """The tracker's carousel and the dead-letter watcher's queue (workers only)."""
+    tracking = await channel.declare_exchange(names.tracking, aio_pika.ExchangeType.DIRECT,
+                                              durable=True)
+    for shard in range(names.shards):
+        shard_queue = await channel.declare_queue(names.shard_queue(shard), passive=True)
+        await shard_queue.bind(tracking, str(shard))
+        await channel.declare_queue(names.track_queue(shard), durable=True, arguments={
+            **QUORUM,
+            "x-message-ttl": int(cycle_s * 1000),
+            "x-dead-letter-exchange": names.tracking,
+            "x-dead-letter-routing-key": str(shard),
+            "x-dead-letter-strategy": "at-least-once",
+            "x-overflow": "reject-publish",
+        })
+    watch = await channel.declare_queue(names.dead_watch_queue, durable=True, arguments={
+        **QUORUM, "x-single-active-consumer": True})
+    await watch.bind(names.dlx)
+
+
 async def delete(channel: AbstractChannel, names: Names) -> None:
-    """Remove everything ``declare`` made (tests and tooling)."""
+    """Remove everything ``declare`` and ``declare_tracking`` made (tests and tooling)."""
     for shard in range(names.shards):
         await channel.queue_delete(names.shard_queue(shard))
-    for q in (names.audit_queue, names.dead_queue):
+        await channel.queue_delete(names.track_queue(shard))
+    for q in (names.audit_queue, names.dead_queue, names.dead_watch_queue):
         await channel.queue_delete(q)
-    for ex in (names.commands, names.events, names.dlx):
+    for ex in (names.commands, names.events, names.dlx, names.tracking):
         await channel.exchange_delete(ex)

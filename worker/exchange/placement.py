@@ -56,6 +56,9 @@ async def _find_patiently(placer: _Placer, req: OrderRequest, policy: PlacementP
             log.warning("reconcile lookup failed: %r", exc,
                         extra={"client_order_id": req.client_order_id})
             found, looked = None, False
+        except PermanentError as exc:
+            # e.g. the key lost its read permission: the create's fate is still unknown
+            raise AmbiguousOrderState(f"reconcile lookup refused: {exc}") from exc
         if found is not None:
             return found
         waited = time.monotonic() - sent_at

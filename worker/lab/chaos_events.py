@@ -5,8 +5,8 @@ from __future__ import annotations
 import aio_pika
 from aio_pika.abc import AbstractIncomingMessage, AbstractRobustConnection
 
-from schemas import OrderFailed, OrderRejected
-from schemas.events import TERMINAL_EVENTS, decode_event, event_kind
+from schemas import CancelRejected, OrderFailed, OrderRejected, RejectReason
+from schemas.events import OUTCOME_EVENTS, decode_event, event_kind
 from worker.broker.topology import Names
 
 
@@ -20,6 +20,7 @@ class EventLog:
         self.kinds: dict[str, set[str]] = {}
         self.outcomes: dict[str, int] = {}
         self._terminal: set[str] = set()
+        self.cancel_not_found: dict[str, bool] = {}
         self._conn: AbstractRobustConnection | None = None
 
     async def start(self) -> None:
@@ -36,10 +37,13 @@ class EventLog:
         else:
             self.seen.add(event.event_id)
             self.kinds.setdefault(event.command_id, set()).add(event_kind(event))
-            if isinstance(event, TERMINAL_EVENTS):
+            if isinstance(event, CancelRejected):
+                self.cancel_not_found[event.command_id] = (
+                    event.reason == RejectReason.ORDER_NOT_FOUND)
+            if isinstance(event, OUTCOME_EVENTS):
                 self._terminal.add(event.command_id)
                 label = event_kind(event)
-                if isinstance(event, OrderRejected | OrderFailed):
+                if isinstance(event, OrderRejected | OrderFailed | CancelRejected):
                     label += f":{event.reason.value}"
                 self.outcomes[label] = self.outcomes.get(label, 0) + 1
         await message.ack()

@@ -5,23 +5,28 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from schemas import Event
+from schemas.tracking import TrackOrder
 from worker.errors import UnknownExchange
 from worker.exchange.paper import PaperExchange
 from worker.exchange.ports import Exchange
 
 
 class FakePublisher:
-    """Collects events; ``fail_next`` makes the next publish raise (broker trouble)."""
+    """Collects events and tracking records; ``fail_next`` makes the next publish raise
+    (broker trouble)."""
 
     def __init__(self) -> None:
         self.events: list[Event] = []
+        self.records: list[TrackOrder] = []
         self.fail_next: Exception | None = None
 
-    async def publish(self, events: Sequence[Event]) -> None:
+    async def publish(self, events: Sequence[Event],
+                      records: Sequence[TrackOrder] = ()) -> None:
         if self.fail_next is not None:
             exc, self.fail_next = self.fail_next, None
             raise exc
         self.events.extend(events)
+        self.records.extend(records)
 
     def kinds(self) -> list[str]:
         return [type(e).__name__ for e in self.events]

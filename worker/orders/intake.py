@@ -1,4 +1,6 @@
-"""Message body -> Command, or a Malformed verdict with whatever ids could be read."""
+"""Message body -> Command or tracking record, or a Malformed verdict with whatever ids
+could be read. Shard queues carry both: commands from strategies, records from the
+tracker's carousel."""
 
 from __future__ import annotations
 
@@ -6,7 +8,8 @@ from dataclasses import dataclass, field
 
 import msgspec
 
-from schemas.commands import Command, decode_command
+from schemas.commands import MAX_COMMAND_BYTES, Command
+from schemas.tracking import TrackOrder
 
 _ID_FIELDS = ("command_id", "account", "exchange", "symbol")
 
@@ -33,10 +36,16 @@ def _peek(body: bytes) -> dict[str, str]:
     return out
 
 
-def parse(body: bytes) -> Command | Malformed:
-    """Never raises: every body is either a Command or Malformed."""
+_inbound = msgspec.json.Decoder(Command | TrackOrder)
+
+
+def parse(body: bytes) -> Command | TrackOrder | Malformed:
+    """Never raises: every body is a Command, a TrackOrder or Malformed."""
     try:
-        return decode_command(body)
+        if len(body) > MAX_COMMAND_BYTES:
+            raise msgspec.ValidationError(f"command larger than {MAX_COMMAND_BYTES} bytes")
+        inbound: Command | TrackOrder = _inbound.decode(body)
+        return inbound
     except (msgspec.DecodeError, msgspec.ValidationError) as exc:
         return Malformed(str(exc)[:500], _peek(body))
     except (RecursionError, ValueError, UnicodeDecodeError) as exc:

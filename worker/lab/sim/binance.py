@@ -253,6 +253,13 @@ class BinanceSim:
         self.faults.set(body.get("rules", []), body.get("seed"))
         return self._json({"ok": True})
 
+    async def open_client_ids(self) -> list[str]:
+        """Client order ids of every order still open, over all books."""
+        out = []
+        for book in self.books.values():
+            out += [o.client_order_id or "" for o in await book.get_open_orders()]
+        return out
+
     def orders_per_client_id(self) -> dict[str, int]:
         counts: dict[str, int] = {}
         for book in self.books.values():

@@ -1,0 +1,66 @@
+"""Tracking records: the durable state of the order tracker (internal, worker to worker).
+
+A record names one order the system owns and is not done with. Records circulate
+per shard: ``<p>.track.<k>`` holds each record for ``track_cycle_s`` (message
+TTL), then dead-letters it through ``<p>.tracking`` back into the shard's command
+queue, where the shard's owner reads it, refreshes its in-memory tracker and
+publishes a fresh copy. So no record is ever unacked for long, and whichever
+worker owns the shard after a crash or failover learns every order within one
+cycle. Only records that arrive through ``<p>.tracking`` are trusted.
+
+Phases:
+* ``open``      the exchange accepted the order (``exchange_order_id`` known);
+* ``pending``   a create may have reached the exchange, outcome unknown: resolve by
+  client order id (found -> open; confirmed absent -> OrderFailed(not_placed));
+* ``tombstone`` a cancel found no order: a later PlaceOrder with this client order id
+  must not be placed (until ``expires_at``).
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+import msgspec
+
+Phase = Literal["open", "pending", "tombstone"]
+
+
+class TrackOrder(msgspec.Struct, frozen=True, kw_only=True, tag_field="kind",
+                 tag="track_order", forbid_unknown_fields=True):
+    command_id: str
+    account: str
+    exchange: str
+    symbol: str
+    client_order_id: str
+    phase: Phase = "open"
+    side: str | None = None
+    type: str | None = None
+    amount: str = "0"
+    price: str | None = None
+    time_in_force: str = "GTC"
+    exchange_order_id: str | None = None
+    placed_at: float | None = None
+    """Epoch seconds the order was placed (exchange timestamp when known)."""
+    deadline_at: float | None = None
+    """Epoch seconds after which the order is canceled (PlaceOrder.timeout_s)."""
+    sent_before: float | None = None
+    """pending: epoch seconds by which every create for it was sent."""
+    expires_at: float | None = None
+    """tombstone: when it may be forgotten."""
+    cancel_commands: tuple[str, ...] = ()
+    """CancelOrder command ids waiting for this order's terminal state."""
+    cancel_requested: bool = False
+    schema_version: int = 1
+
+
+_decoder = msgspec.json.Decoder(TrackOrder)
+_encoder = msgspec.json.Encoder()
+
+
+def encode_record(record: TrackOrder) -> bytes:
+    return _encoder.encode(record)
+
+
+def decode_record(body: bytes) -> TrackOrder:
+    record: TrackOrder = _decoder.decode(body)
+    return record

@@ -1,0 +1,164 @@
+"""CancelOrder and CancelAll: run in the account's turn, after every earlier command of
+the account, and end with an outcome event under the cancel's own command_id.
+
+CancelOrder, by what the registry knows of the target:
+* open      -> cancel on the exchange; terminal at once -> the target's terminal event and
+               ``cancel_done`` (its status tells whether a fill won the race); otherwise the
+               cancel joins the order's record and the tracker publishes ``cancel_done``
+               when the exchange reports the order terminal;
+* pending   -> the cancel joins the record; the tracker cancels the order if it turns up,
+               or reports ``cancel_done(not_placed)``;
+* terminal  -> ``cancel_done`` with the final status;
+* unknown   -> look it up on the exchange (after the shard's registry is complete); found
+               -> as open; absent -> ``cancel_rejected(order_not_found)`` and a *tombstone*:
+               the target's PlaceOrder, should it still arrive, is never placed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from functools import partial
+
+from schemas import CancelAll, CancelOrder, RejectReason, client_order_id
+from schemas.ids import CLIENT_ID_PREFIX
+from worker.errors import InvalidOrder, OrderNotFound
+from worker.exchange.models import OrderState
+from worker.exchange.ports import Exchange
+from worker.exchange.retry import call_with_retry
+from worker.orders.events import (
+    OrderRef,
+    accepted,
+    cancel_all_done,
+    cancel_done,
+    cancel_rejected,
+    progress,
+    ref_of,
+)
+from worker.orders.place import find
+from worker.orders.registry import Entry
+from worker.policy import retry_policy
+from worker.ports import ACK, Delivery, Deps, Outcome
+
+ACCEPT_WAIT_S = 30.0
+log = logging.getLogger(__name__)
+
+
+async def _cancel_on_exchange(deps: Deps, exchange: Exchange, entry: Entry) -> OrderState:
+    assert entry.order_id is not None
+    policy, hook = retry_policy(deps.settings), deps.metrics.on_retry
+    symbol, oid = entry.ref.symbol, entry.order_id
+    entry.cancel_sent_at = time.time()
+    try:
+        return await call_with_retry(policy, "cancel_order",
+                                     partial(exchange.cancel_order, symbol, oid), hook)
+    except (OrderNotFound, InvalidOrder):  # gone already: filled or canceled, ask which
+        return await call_with_retry(policy, "get_order",
+                                     partial(exchange.get_order, symbol, oid), hook)
+
+
+async def _cancel_entry(deps: Deps, cancel: OrderRef | None, entry: Entry,
+                        exchange: Exchange) -> None:
+    """Cancel one followed order; ``cancel`` (a CancelOrder) gets ``cancel_done``."""
+    entry.cancel_requested = True
+    if cancel is not None and cancel.command_id not in entry.cancel_commands:
+        entry.cancel_commands.append(cancel.command_id)
+    with contextlib.suppress(TimeoutError):
+        await asyncio.wait_for(entry.accepted.wait(), ACCEPT_WAIT_S)
+    state = await _cancel_on_exchange(deps, exchange, entry)
+    tracker = deps.tracker
+    if state.is_terminal or entry.terminal:
+        final = state if state.is_terminal else entry.final
+        event = progress(entry.ref, state) if state.is_terminal else None
+        done = [cancel_done(cancel, entry.ref, final)] if cancel is not None else []
+        await deps.publisher.publish([*([event] if event else []), *done])
+        if not entry.terminal:
+            tracker.finish(entry, state)
+        return
+    await tracker.persist([entry])  # the tracker reports cancel_done once it is terminal
+
+
+async def handle_cancel(cmd: CancelOrder, deps: Deps, delivery: Delivery) -> Outcome:
+    tracker = deps.tracker
+    target_cid = client_order_id(cmd.account, cmd.target_command_id)
+    async with delivery.turn:
+        entry = tracker.get(target_cid)
+        cold = tracker.warmth.warm_in(delivery.shard)
+        if (entry is None or entry.phase == "tombstone") and cold > 0:
+            await asyncio.sleep(cold)  # a record of the target may still be on its way
+            entry = tracker.get(target_cid)
+        symbol = entry.ref.symbol if entry is not None and entry.ref.symbol else cmd.symbol
+        cancel = ref_of(cmd, symbol=symbol)
+        target = ref_of(cmd, symbol=symbol, command_id=cmd.target_command_id)
+        exchange = await deps.exchanges.get(cmd.account, cmd.exchange)
+        if entry is not None and entry.terminal:
+            await deps.publisher.publish([cancel_done(cancel, entry.ref, entry.final)])
+            return ACK
+        if entry is not None and entry.phase == "pending":
+            entry.cancel_requested = True
+            if cmd.command_id not in entry.cancel_commands:
+                entry.cancel_commands.append(cmd.command_id)
+            await tracker.persist([entry])
+            return ACK
+        if entry is None or entry.phase == "tombstone":
+            state = await find(deps, exchange, symbol, target_cid) if symbol else None
+            if state is None:
+                log.info("cancel target unknown", extra={"client_order_id": target_cid,
+                                                         "shard": delivery.shard,
+                                                         "waited_s": cold})
+                return await _tombstone(deps, cmd, cancel, target)
+            entry = tracker.add(tracker.open_entry(target, state, deadline_at=None))
+            await tracker.persist([entry], [accepted(target, state)])
+            entry.accepted.set()
+            deps.metrics.reconciliations.labels("adopted_by_cancel").inc()
+        await _cancel_entry(deps, cancel, entry, exchange)
+    return ACK
+
+
+async def _tombstone(deps: Deps, cmd: CancelOrder, cancel: OrderRef,
+                     target: OrderRef) -> Outcome:
+    s = deps.settings
+    keep_s = s.max_command_age_s + s.max_clock_skew_s + s.fence_s + s.track_cycle_s
+    entry = deps.tracker.add(Entry(ref=target, phase="tombstone",
+                                   expires_at=time.time() + keep_s))
+    await deps.tracker.persist([entry], [cancel_rejected(
+        cancel, RejectReason.ORDER_NOT_FOUND,
+        f"no order for command {cmd.target_command_id}; it will not be placed later",
+        target)])
+    return ACK
+
+
+async def handle_cancel_all(cmd: CancelAll, deps: Deps, delivery: Delivery) -> Outcome:
+    """Cancel every open ``ow-`` order of the account (and symbol), and every pending one."""
+    tracker = deps.tracker
+    cancel = ref_of(cmd)
+    async with delivery.turn:
+        exchange = await deps.exchanges.get(cmd.account, cmd.exchange)
+        listed = await call_with_retry(retry_policy(deps.settings), "get_open_orders",
+                                       partial(exchange.get_open_orders, cmd.symbol),
+                                       deps.metrics.on_retry)
+        canceled: list[str] = []
+        closed: list[str] = []
+        for state in listed:
+            cid = state.client_order_id or ""
+            if not cid.startswith(CLIENT_ID_PREFIX):
+                continue  # not placed by this system
+            entry = tracker.get(cid)
+            if entry is None or entry.phase != "open":
+                entry = tracker.add(tracker.open_entry(
+                    OrderRef(command_id=f"unknown:{cid}", account=cmd.account,
+                             exchange=cmd.exchange, symbol=state.symbol,
+                             client_order_id=cid), state, deadline_at=None))
+                entry.accepted.set()
+            await _cancel_entry(deps, None, entry, exchange)
+            (canceled if entry.final is None or entry.final.status == "canceled"
+             else closed).append(cid)
+        pending = [e for e in tracker.live_entries(cmd.account, cmd.exchange)
+                   if e.phase == "pending" and cmd.symbol in (None, e.ref.symbol)]
+        for e in pending:
+            e.cancel_requested = True
+        await tracker.persist(pending, [cancel_all_done(cancel, canceled, closed)])
+    return ACK
+

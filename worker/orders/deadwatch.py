@@ -1,0 +1,71 @@
+"""The dead-letter watcher: no command the broker dead-letters goes without an outcome,
+and no tracked order loses its record.
+
+Every dead letter reaches ``<p>.dead`` (for operators) and ``<p>.dead.watch`` (for this
+watcher). Dead letters the worker made itself (``x-orderworker-reason``) already have
+their outcome event. For those the *broker* made (the delivery limit of a shard queue):
+
+* a PlaceOrder      -> handed to the tracker as *pending*: its last holder may have sent a
+                       create, so the tracker looks it up by client order id: found ->
+                       OrderAccepted and followed; confirmed absent -> OrderFailed;
+* a CancelOrder / CancelAll -> ``cancel_rejected(dead_lettered)``: nothing was confirmed
+                       canceled, the strategy may send it again;
+* a tracking record -> put back into its shard's carousel;
+* anything else (an event from the audit queue, an undecodable body) -> left to operators.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass
+
+from schemas import CancelAll, CancelOrder, PlaceOrder, RejectReason
+from schemas.tracking import TrackOrder
+from worker.orders.events import cancel_rejected, ref_of
+from worker.orders.intake import Malformed, parse
+from worker.orders.registry import Entry
+from worker.ports import Deps
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class DeadLetter:
+    body: bytes
+    worker_reason: str | None
+    """``x-orderworker-reason``: the worker dead-lettered it and published its outcome."""
+    broker_reason: str
+    """Why the broker dead-lettered it (x-first-death-reason), e.g. ``delivery_limit``."""
+    from_shard_queue: bool
+    via_tracking: bool
+    """It had been published to the tracking exchange (a genuine record)."""
+
+
+async def on_dead_letter(dead: DeadLetter, deps: Deps) -> None:
+    """Give a broker-dead-lettered message its outcome; returns once that is confirmed."""
+    if dead.worker_reason is not None or not dead.from_shard_queue:
+        return
+    msg = parse(dead.body)
+    deps.metrics.reconciliations.labels("dead_letter_watched").inc()
+    match msg:
+        case Malformed():
+            return
+        case TrackOrder():
+            if dead.via_tracking:
+                await deps.publisher.publish([], [msg])
+        case PlaceOrder():
+            ref = ref_of(msg)
+            log.error("command dead-lettered by the broker (%s); resolving it by lookup",
+                      dead.broker_reason, extra={"command_id": msg.command_id})
+            pending = Entry(ref=ref, phase="pending", side=msg.side, type=msg.type,
+                            amount=msg.amount, price=msg.price,
+                            time_in_force=msg.time_in_force, sent_before=time.time(),
+                            deadline_at=time.time() + msg.timeout_s if msg.timeout_s else None)
+            await deps.publisher.publish([], [pending.to_record()])
+        case CancelOrder() | CancelAll():
+            target = (ref_of(msg, command_id=msg.target_command_id)
+                      if isinstance(msg, CancelOrder) else None)
+            await deps.publisher.publish([cancel_rejected(
+                ref_of(msg), RejectReason.DEAD_LETTERED,
+                f"dead-lettered by the broker ({dead.broker_reason}); send it again", target)])

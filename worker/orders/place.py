@@ -1,0 +1,199 @@
+"""Placement: a PlaceOrder's intake ends when the exchange has the order (or surely not).
+
+    validate -> account turn [registry -> lookup -> (redelivered: settle + fence) ->
+    fresh? risk -> create once] -> OrderAccepted (+ immediate fills) and the tracking
+    record in one confirmed batch -> ack
+
+Outcomes, each decided here and nowhere else:
+* invalid                                -> OrderRejected + dead-letter (poison)
+* stale / risk / exchange refused it     -> OrderRejected (nothing was sent, or the
+                                            exchange refused outright)
+* a cancel already tombstoned this order -> OrderRejected(canceled_before_placement)
+* transient trouble                      -> retried here, inside the account's turn, so no
+                                            later command of the account overtakes it;
+                                            after ``intake_budget_s`` -> OrderFailed
+* a create may have reached the exchange and its outcome is unknown
+                                         -> handed to the tracker as *pending*: found ->
+                                            accepted; confirmed absent -> OrderFailed.
+                                            Never "rejected".
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from datetime import UTC, datetime
+from decimal import Decimal
+from functools import partial
+
+from schemas import Event, OrderFailed, OrderRejected, PlaceOrder, RejectReason
+from worker.errors import (
+    AmbiguousOrderState,
+    CommandError,
+    PermanentError,
+    RiskRejected,
+    TransientError,
+)
+from worker.exchange.models import OrderRequest, OrderState
+from worker.exchange.ports import Exchange
+from worker.exchange.retry import RetryPolicy, _delay, call_with_retry
+from worker.logs import bind
+from worker.orders.events import OrderRef, accepted, progress, ref_of, refusal
+from worker.orders.registry import Entry
+from worker.orders.risk import check_risk
+from worker.orders.validation import ValidOrder, check_fresh, validate_place
+from worker.policy import retry_policy
+from worker.ports import ACK, Delivery, Deps, Outcome
+
+log = logging.getLogger(__name__)
+
+
+async def find(deps: Deps, exchange: Exchange, symbol: str, cid: str) -> OrderState | None:
+    """The order with this client id, with transient errors retried per policy."""
+    return await call_with_retry(retry_policy(deps.settings), "find_order",
+                                 partial(exchange.find_order, symbol, cid),
+                                 deps.metrics.on_retry)
+
+
+async def _reject(deps: Deps, ref: OrderRef, order: ValidOrder | None, reason: RejectReason,
+                  message: str, kind: type[OrderRejected] | type[OrderFailed] = OrderRejected
+                  ) -> None:
+    cmd = order.command if order else None
+    await deps.publisher.publish([refusal(
+        kind, ref, reason, message, amount=order.amount if order else Decimal(0),
+        side=cmd.side if cmd else None, order_type=cmd.type if cmd else None)])
+    deps.metrics.outcomes.labels("rejected" if kind is OrderRejected else "failed").inc()
+
+
+def _pending(cmd: PlaceOrder, ref: OrderRef, sent_before: float) -> Entry:
+    return Entry(ref=ref, phase="pending", side=cmd.side, type=cmd.type, amount=cmd.amount,
+                 price=cmd.price, time_in_force=cmd.time_in_force, sent_before=sent_before,
+                 deadline_at=time.time() + cmd.timeout_s if cmd.timeout_s else None)
+
+
+async def _lookup(deps: Deps, exchange: Exchange, cmd: PlaceOrder, delivery: Delivery,
+                  cid: str) -> OrderState | None:
+    state = await find(deps, exchange, cmd.symbol, cid)
+    if state is None and (delivery.redelivered or delivery.attempt > 1):
+        # The previous holder of this command may have died, or may still be alive behind
+        # a dead connection, with a create on the wire. Both act only before this
+        # redelivery arrived + fence_s; once the exchange's settle window has passed
+        # after that, "absent" can be trusted.
+        wait = (delivery.received_at + exchange.settle_s + deps.settings.fence_s
+                - time.monotonic())
+        if wait > 0:
+            await asyncio.sleep(wait)
+        state = await find(deps, exchange, cmd.symbol, cid)
+    return state
+
+
+async def _place(deps: Deps, cmd: PlaceOrder, order: ValidOrder, delivery: Delivery,
+                 exchange: Exchange, ref: OrderRef) -> OrderState:
+    """Inside the account's turn: the existing order, or a new one created once."""
+    state = await _lookup(deps, exchange, cmd, delivery, ref.client_order_id)
+    if state is not None:
+        deps.metrics.reconciliations.labels("adopted").inc()
+        log.info("order exists, resuming", extra={"client_order_id": ref.client_order_id})
+        return state
+    s = deps.settings
+    check_fresh(cmd.created_at, datetime.now(UTC), s.max_command_age_s, s.max_clock_skew_s)
+    await check_risk(order, exchange, s.risk, spot=deps.exchanges.is_spot(cmd.exchange),
+                     resting=deps.tracker.live_entries(cmd.account, cmd.exchange))
+    request = OrderRequest(symbol=cmd.symbol, side=cmd.side, type=cmd.type,
+                           amount=order.amount, price=order.price,
+                           client_order_id=ref.client_order_id,
+                           time_in_force=cmd.time_in_force)
+    deps.crash.hit("before_create")
+    try:
+        state = await exchange.execute_trade(request, assume_absent=True)
+    except (TransientError, PermanentError, AmbiguousOrderState):
+        raise
+    except Exception as exc:  # a bug after the create may have gone out: not a refusal
+        raise AmbiguousOrderState(f"create interrupted: {exc!r}") from exc
+    deps.crash.hit("after_create")
+    return state
+
+
+async def handle_place(cmd: PlaceOrder, deps: Deps, delivery: Delivery) -> Outcome:
+    ref = ref_of(cmd)
+    cid = ref.client_order_id
+    bind(client_order_id=cid)
+    try:
+        order = validate_place(cmd)
+    except CommandError as exc:
+        await _reject(deps, ref, None, exc.reason, str(exc))
+        return Outcome("dead_letter", f"invalid: {exc}")
+    tracker, settings = deps.tracker, deps.settings
+    policy: RetryPolicy = retry_policy(settings)
+    give_up_at = time.monotonic() + settings.intake_budget_s
+    async with delivery.turn:
+        known = tracker.get(cid)
+        if known is not None and known.phase == "tombstone" and not known.terminal:
+            await _reject(deps, ref, order, RejectReason.CANCELED_BEFORE_PLACEMENT,
+                          "a CancelOrder for this command ran first; it will not be placed")
+            return ACK
+        if known is not None and known.live and known.accepted.is_set():
+            return ACK  # a copy of a command whose order the tracker already owns
+        attempt = 0
+        while True:
+            attempt += 1
+            try:
+                exchange = await deps.exchanges.get(cmd.account, cmd.exchange)
+                state = await _place(deps, cmd, order, delivery, exchange, ref)
+                break
+            except AmbiguousOrderState as exc:
+                return await _hand_over(deps, cmd, ref, exc)
+            except (CommandError, RiskRejected, PermanentError) as exc:
+                # a PermanentError out of execute_trade means the exchange refused the
+                # create outright (placement turns every doubt into AmbiguousOrderState)
+                log.warning("order rejected: %s", exc)
+                await _reject(deps, ref, order, exc.reason, str(exc))
+                return ACK
+            except TransientError as exc:
+                # out of execute_trade, a TransientError means the exchange refused every
+                # create outright (anything doubtful is AmbiguousOrderState): nothing exists
+                if time.monotonic() + _delay(policy, attempt, exc) > give_up_at:
+                    await _reject(deps, ref, order, exc.reason,
+                                  f"gave up after {settings.intake_budget_s:.0f}s: {exc}",
+                                  kind=OrderFailed)
+                    return Outcome("dead_letter", f"retries exhausted: {exc!r}")
+                deps.metrics.on_retry("place", exc)
+                await asyncio.sleep(_delay(policy, attempt, exc))
+        entry = tracker.add(tracker.open_entry(
+            ref, state, deadline_at=_deadline(cmd, state), price=cmd.price,
+            time_in_force=cmd.time_in_force))
+    # The account's next command may run now: the exchange and the registry have this order.
+    events: list[Event] = [accepted(ref, state)]
+    final = progress(ref, state) if state.is_terminal else None
+    if final is not None:
+        events.append(final)
+    await tracker.persist([] if state.is_terminal else [entry], events)
+    entry.accepted.set()
+    age = max(0.0, time.time() - cmd.created_at.timestamp())
+    if state.is_terminal:
+        tracker.finish(entry, state)
+        outcome = {"closed": "filled"}.get(state.status, state.status)
+        deps.metrics.outcomes.labels(outcome).inc()
+        deps.metrics.to_terminal.labels(outcome).observe(age)
+    deps.crash.hit("after_accepted")
+    deps.metrics.to_accepted.observe(age)
+    log.info("order accepted", extra={"client_order_id": cid, "status": state.status})
+    return ACK
+
+
+def _deadline(cmd: PlaceOrder, state: OrderState) -> float | None:
+    """From the order's own timestamp, so a redelivered command never extends its life."""
+    if cmd.timeout_s is None:
+        return None
+    start = state.timestamp_ms / 1000 if state.timestamp_ms else time.time()
+    return start + cmd.timeout_s
+
+
+async def _hand_over(deps: Deps, cmd: PlaceOrder, ref: OrderRef, exc: Exception) -> Outcome:
+    """The create may have reached the exchange: the tracker finds out, durably."""
+    log.warning("order state unknown, handing it to the tracker: %r", exc)
+    entry = deps.tracker.add(_pending(cmd, ref, sent_before=time.time()))
+    await deps.tracker.persist([entry])
+    deps.metrics.reconciliations.labels("pending").inc()
+    return ACK

@@ -1,0 +1,138 @@
+"""The tracker's in-memory registry: one ``Entry`` per order the worker follows.
+
+The registry is a cache of the durable tracking records (schemas.tracking): an
+entry is created by a local placement, a cancel that finds an untracked order,
+or the arrival of a record, and every change that must survive a crash is
+written back as a fresh record before the command that caused it is acked.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from dataclasses import dataclass, field
+from decimal import Decimal
+
+from schemas.tracking import Phase, TrackOrder
+from worker.exchange.models import OrderState
+from worker.orders.events import OrderRef, ref_of_record
+
+
+@dataclass
+class Entry:
+    ref: OrderRef
+    phase: Phase
+    side: str | None = None
+    type: str | None = None
+    amount: str = "0"
+    price: str | None = None
+    time_in_force: str = "GTC"
+    order_id: str | None = None
+    placed_at: float | None = None
+    deadline_at: float | None = None
+    sent_before: float | None = None
+    expires_at: float | None = None
+    cancel_commands: list[str] = field(default_factory=list)
+    cancel_requested: bool = False
+    # -- not durable -------------------------------------------------------------
+    cancel_sent_at: float = 0.0
+    """Epoch seconds the last cancel request was sent (0: none)."""
+    terminal: bool = False
+    final: OrderState | None = None
+    """The terminal state (None with terminal=True: never placed)."""
+    published_filled: Decimal | None = None
+    renewed_at: float = field(default_factory=time.monotonic)
+    """When a record copy of this entry was last published (monotonic)."""
+    misses: int = 0
+    """Consecutive polls that could not see the order."""
+    stalled: bool = False
+    next_lookup_at: float = 0.0
+    accepted: asyncio.Event = field(default_factory=asyncio.Event)
+    """Set once OrderAccepted is confirmed: no later state is published before it."""
+
+    @property
+    def live(self) -> bool:
+        return not self.terminal and self.phase != "tombstone"
+
+    def to_record(self) -> TrackOrder:
+        r = self.ref
+        return TrackOrder(
+            command_id=r.command_id, account=r.account, exchange=r.exchange, symbol=r.symbol,
+            client_order_id=r.client_order_id, phase=self.phase, side=self.side,
+            type=self.type, amount=self.amount, price=self.price,
+            time_in_force=self.time_in_force, exchange_order_id=self.order_id,
+            placed_at=self.placed_at, deadline_at=self.deadline_at,
+            sent_before=self.sent_before, expires_at=self.expires_at,
+            cancel_commands=tuple(self.cancel_commands),
+            cancel_requested=self.cancel_requested)
+
+    def merge(self, rec: TrackOrder) -> bool:
+        """Fold a record copy into this entry; True if the copy taught it something."""
+        changed = False
+        if self.phase == "tombstone" and rec.phase != "tombstone":
+            # an order exists after all: the cancel that left the tombstone still wants it gone
+            self.phase, self.cancel_requested, changed = rec.phase, True, True
+            self.order_id = rec.exchange_order_id
+            self._take_order_fields(rec)
+        if rec.exchange_order_id and not self.order_id:
+            self.order_id, self.phase, changed = rec.exchange_order_id, "open", True
+            self.placed_at = self.placed_at or rec.placed_at
+        if rec.phase == "tombstone" and self.phase != "tombstone" and not self.cancel_requested:
+            self.cancel_requested, changed = True, True
+        if rec.cancel_requested and not self.cancel_requested:
+            self.cancel_requested, changed = True, True
+        for cmd_id in rec.cancel_commands:
+            if cmd_id not in self.cancel_commands:
+                self.cancel_commands.append(cmd_id)
+                changed = True
+        if rec.sent_before and (self.sent_before or 0) < rec.sent_before:
+            self.sent_before, changed = rec.sent_before, True
+        return changed
+
+    def _take_order_fields(self, rec: TrackOrder) -> None:
+        self.side, self.type, self.amount = rec.side, rec.type, rec.amount
+        self.price, self.time_in_force = rec.price, rec.time_in_force
+        self.deadline_at, self.placed_at = rec.deadline_at, rec.placed_at
+        self.sent_before = rec.sent_before
+        if rec.symbol:
+            self.ref = ref_of_record(rec)
+
+
+def entry_from_record(rec: TrackOrder) -> Entry:
+    entry = Entry(ref=ref_of_record(rec), phase=rec.phase, order_id=rec.exchange_order_id,
+                  expires_at=rec.expires_at, cancel_commands=list(rec.cancel_commands),
+                  cancel_requested=rec.cancel_requested)
+    entry._take_order_fields(rec)
+    if rec.phase != "pending":
+        entry.accepted.set()  # an open order from a record was accepted by whoever placed it
+    return entry
+
+
+class ShardWarmth:
+    """Whether this worker has seen every record of a shard it consumes.
+
+    Records come round once per cycle, so a worker that has received messages
+    of a shard for a whole cycle without a gap knows all of that shard's
+    tracked orders. It waits two cycles, because right after a broker restart
+    the broker's dead-lettering (which drives the carousel) was seen to lag by
+    several seconds. A gap longer than 1.5 cycles means it may have lost and
+    regained the shard: it starts over."""
+
+    def __init__(self, cycle_s: float) -> None:
+        self.cycle_s = cycle_s
+        self._first: dict[int, float] = {}
+        self._last: dict[int, float] = {}
+
+    def seen(self, shard: int, now: float | None = None) -> None:
+        now = time.monotonic() if now is None else now
+        if now - self._last.get(shard, -1e18) > 1.5 * self.cycle_s:
+            self._first[shard] = now
+        self._last[shard] = now
+
+    def warm_in(self, shard: int, now: float | None = None) -> float:
+        """Seconds until the shard's registry is complete (0: it is)."""
+        now = time.monotonic() if now is None else now
+        first = self._first.get(shard)
+        if first is None:
+            return 2 * self.cycle_s + 1.0
+        return max(0.0, first + 2 * self.cycle_s + 1.0 - now)

@@ -1,0 +1,169 @@
+"""The order tracker: owns every accepted, non-terminal order until the exchange says
+it is terminal, independent of how long any message stays unacked.
+
+Durability (see schemas.tracking): every order the tracker owns has a record
+circulating through its shard's wait queue. A record arriving from the carousel
+refreshes the registry and is re-published, so the shard's owner, whoever it is
+after a crash, failover, broker restart or redeploy, knows every order within
+one ``track_cycle_s``. Copies beyond one per cycle are dropped unless they carry
+news. Entries not renewed for 10 cycles belong to another worker now and
+are dropped here (their records keep circulating to the new owner).
+
+Status is batched per (account, exchange) in ``worker.orders.follow``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import Iterable, Sequence
+
+from schemas import Event
+from schemas.tracking import TrackOrder
+from worker.exchange.models import OrderState
+from worker.metrics import Metrics
+from worker.orders.events import OrderRef
+from worker.orders.registry import Entry, ShardWarmth, entry_from_record
+from worker.ports import EventPublisher, ExchangeProvider
+from worker.settings import Settings
+
+log = logging.getLogger(__name__)
+TERMINAL_KEEP_CYCLES = 3
+STALE_CYCLES = 10
+"""An entry not renewed here for this many cycles belongs to another worker now."""
+
+
+class Tracker:
+    def __init__(self, settings: Settings, exchanges: ExchangeProvider,
+                 publisher: EventPublisher, metrics: Metrics) -> None:
+        self.settings = settings
+        self.exchanges = exchanges
+        self.publisher = publisher
+        self.metrics = metrics
+        self.cycle_s = settings.track_cycle_s
+        self.entries: dict[str, Entry] = {}
+        self.warmth = ShardWarmth(self.cycle_s)
+        self._followers: dict[tuple[str, str], asyncio.Task[None]] = {}
+        self._terminal_at: dict[str, float] = {}
+        self.closed = False
+
+    # -- registry ------------------------------------------------------------------
+    def get(self, cid: str) -> Entry | None:
+        return self.entries.get(cid)
+
+    def live_entries(self, account: str, exchange: str) -> list[Entry]:
+        return [e for e in self.entries.values()
+                if e.live and e.ref.account == account and e.ref.exchange == exchange]
+
+    def add(self, entry: Entry) -> Entry:
+        """Register (or merge into) the entry for its client order id; start following."""
+        cid = entry.ref.client_order_id
+        have = self.entries.get(cid)
+        if have is not None and not have.terminal:
+            have.merge(entry.to_record())
+            if entry.accepted.is_set():
+                have.accepted.set()
+            entry = have
+        else:
+            self.entries[cid] = entry
+            self._terminal_at.pop(cid, None)
+        self.metrics.tracked.set(sum(1 for e in self.entries.values() if e.live))
+        if entry.live:
+            self._ensure_follower(entry.ref.account, entry.ref.exchange)
+        return entry
+
+    def open_entry(self, ref: OrderRef, state: OrderState, *, deadline_at: float | None,
+                   price: str | None = None, time_in_force: str = "GTC") -> Entry:
+        return Entry(ref=ref, phase="open", side=state.side, type=state.type,
+                     amount=str(state.amount), price=price, time_in_force=time_in_force,
+                     order_id=state.id, deadline_at=deadline_at,
+                     placed_at=(state.timestamp_ms / 1000 if state.timestamp_ms
+                                else time.time()))
+
+    def finish(self, entry: Entry, state: OrderState | None) -> None:
+        """The order is terminal (``state``; None: never placed), its events confirmed."""
+        entry.terminal, entry.final = True, state
+        self._terminal_at[entry.ref.client_order_id] = time.monotonic()
+        self.metrics.tracked.set(sum(1 for e in self.entries.values() if e.live))
+
+    async def persist(self, entries: Iterable[Entry], events: Sequence[Event] = ()) -> None:
+        """Publish events and fresh record copies in one confirmed batch."""
+        entries = list(entries)
+        await self.publisher.publish(events, [e.to_record() for e in entries])
+        now = time.monotonic()
+        for e in entries:
+            e.renewed_at = now
+
+    # -- the carousel --------------------------------------------------------------
+    async def on_record(self, rec: TrackOrder, shard: int) -> None:
+        """A record came round. Refresh the registry; re-publish unless it is a spare copy.
+        Returns once the fresh copy is confirmed, so the caller may ack the old one."""
+        self.warmth.seen(shard)
+        self._prune()
+        cid = rec.client_order_id
+        entry = self.entries.get(cid)
+        if entry is None and cid in self._terminal_at:
+            return  # done with it; let the copy go
+        if rec.phase == "tombstone" and rec.expires_at is not None \
+                and rec.expires_at < time.time():
+            if entry is None or entry.phase == "tombstone":
+                self.entries.pop(cid, None)
+                return
+        if entry is None:
+            entry = self.add(entry_from_record(rec))
+            log.info("following an order from its record", extra={
+                "client_order_id": cid, "shard": shard, "phase": rec.phase})
+            news = True
+        elif entry.terminal:
+            return
+        else:
+            news = entry.merge(rec)
+            if news and entry.live:
+                self._ensure_follower(entry.ref.account, entry.ref.exchange)
+        if not news and time.monotonic() - entry.renewed_at < self.cycle_s / 2:
+            self.metrics.reconciliations.labels("spare_record_dropped").inc()
+            return
+        await self.persist([entry])
+
+    def _prune(self) -> None:
+        now = time.monotonic()
+        keep = TERMINAL_KEEP_CYCLES * self.cycle_s
+        for cid, at in list(self._terminal_at.items()):
+            if now - at > keep:
+                del self._terminal_at[cid]
+                self.entries.pop(cid, None)
+        stale = STALE_CYCLES * self.cycle_s
+        for cid, e in list(self.entries.items()):
+            if not e.terminal and now - e.renewed_at > stale:
+                # nobody renewed it here for long: another worker owns its shard now
+                log.info("dropping entry owned elsewhere", extra={"client_order_id": cid})
+                del self.entries[cid]
+
+    # -- followers -----------------------------------------------------------------
+    def _ensure_follower(self, account: str, exchange: str) -> None:
+        key = (account, exchange)
+        task = self._followers.get(key)
+        if (task is None or task.done()) and not self.closed:
+            from worker.orders.follow import follow_account
+
+            self._followers[key] = asyncio.create_task(
+                follow_account(self, account, exchange), name=f"follow:{account}:{exchange}")
+
+    def follower_done(self, account: str, exchange: str) -> bool:
+        """Called by a follower about to exit: True if it really may (nothing live left)."""
+        if self.live_entries(account, exchange):
+            return False
+        self._followers.pop((account, exchange), None)
+        return True
+
+    async def close(self) -> None:
+        self.closed = True
+        tasks = list(self._followers.values())
+        for t in tasks:
+            t.cancel()
+        for t in tasks:
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await t
+        self._followers.clear()
