@@ -129,7 +129,7 @@ class Fleet:
         err: int | IO[bytes] = asyncio.subprocess.DEVNULL
         if log_dir:
             env["OW_LOG_LEVEL"] = "INFO"
-            err = open(f"{log_dir}/worker-{i}.log", "ab")  # noqa: SIM115
+            err = open(f"{log_dir}/worker-{i}.log", "ab")  # noqa: ASYNC230 (lab debugging)
         self.procs[i] = await asyncio.create_subprocess_exec(
             sys.executable, "-m", "worker", "run", env=env, stderr=err)
 
