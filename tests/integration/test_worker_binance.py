@@ -24,7 +24,7 @@ async def setup(amqp_url: str, monkeypatch: pytest.MonkeyPatch
     url = await sim.start()
     monkeypatch.setenv("OW_CRED_ACCT1_BINANCE_API_KEY", KEY)
     monkeypatch.setenv("OW_CRED_ACCT1_BINANCE_SECRET", SECRET)
-    exchanges = {"binance": {"driver": "binance", "urls": {"rest": url},
+    exchanges = {"binance": {"driver": "binance", "live": True, "urls": {"rest": url},
                              "timeout_ms": TIMEOUT_MS, "options": {"recvWindow": RECV_WINDOW_MS}}}
     async with harness(amqp_url, OW_EXCHANGES=json.dumps(exchanges)) as h:
         await h.start_worker()
@@ -78,7 +78,7 @@ async def test_startup_reconciliation_adopts_orphan_orders(amqp_url: str,
     foreign = await book.create_order(OrderRequest(  # not ours: left alone
         symbol="BTC/USDT", side="buy", type="limit", amount=Decimal("0.01"),
         price=Decimal("40000"), client_order_id="manual-order-1"))
-    exchanges = {"binance": {"driver": "binance", "urls": {"rest": url},
+    exchanges = {"binance": {"driver": "binance", "live": True, "urls": {"rest": url},
                              "timeout_ms": TIMEOUT_MS, "options": {"recvWindow": RECV_WINDOW_MS}}}
     try:
         async with harness(amqp_url, OW_EXCHANGES=json.dumps(exchanges),

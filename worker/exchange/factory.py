@@ -71,6 +71,10 @@ class ExchangeFactory:
         else:
             self._drivers[driver] = target
 
+    def drivers(self) -> list[str]:
+        """Registered driver names (start-up checks every configured exchange's driver)."""
+        return sorted(self._drivers)
+
     def is_spot(self, exchange: str) -> bool:
         cfg = self.settings.exchange(exchange)
         return cfg is None or cfg.market_type == "spot"
