@@ -134,7 +134,8 @@ def explain(exc: msgspec.ValidationError | str, target: Any = None, data: Any = 
     if m := re.fullmatch(r"Object missing required field `(.*)`", msg):
         return f"{(name or _dotted)([*parts, m[1]])} is required"
     if m := re.fullmatch(r"Expected `(.*)` matching regex '(.*)'", msg, re.S):
-        what = _PATTERN_HINTS.get(m[2], f"{_word(m[1])} of the form {m[2]}")
+        pattern = m[2].replace("\\\\", "\\")  # msgspec shows the pattern's repr
+        what = _PATTERN_HINTS.get(pattern, f"{_word(m[1])} of the form {pattern}")
         return f"{where} must be {what}{got_text}"
     if m := re.fullmatch(r"Expected `([^`]*)` (of length )?([<>]=?) (\S+)", msg):
         length = "with length " if m[2] else ""
