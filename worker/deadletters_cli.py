@@ -21,7 +21,8 @@ from worker.config import redact_url
 
 def add_deadletter_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("action", choices=["list", "replay"])
-    p.add_argument("message_id", nargs="?", help="replay: the dead command's message id")
+    p.add_argument("message_id", nargs="?",
+                   help="replay: the dead letter's message id or command id (see list)")
     p.add_argument("--amqp-url", default=os.environ.get(
         "OW_AMQP_URL", os.environ.get("AMQP_URL", "amqp://guest:guest@127.0.0.1:5672/")))
     p.add_argument("--prefix", default=os.environ.get("OW_PREFIX", "orderworker"))
@@ -41,13 +42,15 @@ async def deadletters_main(args: argparse.Namespace) -> int:
             letters = await peek_dead_letters(args.amqp_url, names, args.limit)
             for d in letters:
                 if args.json:
-                    print(json.dumps({"message_id": d.message_id, "reason": d.reason,
+                    print(json.dumps({"message_id": d.message_id, "command_id": d.command_id,
+                                      "reason": d.reason,
                                       "x_death": d.deaths,
                                       "body": d.body.decode(errors="replace")}))
                 else:
                     deaths = "; ".join(f"{x.get('reason')} from {x.get('queue')} "
                                        f"x{x.get('count')}" for x in d.deaths) or "-"
-                    print(f"{d.position:>4}  {d.message_id or '-':<36} reason={d.reason}  "
+                    print(f"{d.position:>4}  {d.command_id or d.message_id or '-':<36} "
+                          f"reason={d.reason}  "
                           f"x-death: {deaths}\n      {d.body[:160].decode(errors='replace')}")
             if not args.json:
                 print(f"{len(letters)} dead letter(s) in {names.dead_queue}"

@@ -51,8 +51,10 @@ def _word(type_text: str) -> str:
 def _walk(tp: mi.Type, parts: Sequence[str]) -> mi.Type | None:
     for part in parts:
         tp = _unwrap(tp)
-        if isinstance(tp, mi.StructType):
-            found = [f.type for f in tp.fields if f.encode_name == part]
+        members = list(tp.types) if isinstance(tp, mi.UnionType) else [tp]
+        structs = [t for t in members if isinstance(t, mi.StructType)]
+        if structs:
+            found = [f.type for t in structs for f in t.fields if f.encode_name == part]
             if not found:
                 return None
             tp = found[0]

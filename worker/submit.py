@@ -81,12 +81,13 @@ async def submit_main(args: argparse.Namespace) -> int:
         async with OrderClient(args.amqp_url, prefix=args.prefix, shards=args.shards,
                                watch=f"order.{args.account}.#") as client:
             events = await client.submit(command, timeout_s=args.wait_s)
-    except (AMQPConnectionError, OSError) as exc:
-        print(f"cannot reach the broker at {redact_url(args.amqp_url)}: {exc}", file=sys.stderr)
-        return 3
-    except TimeoutError:
+    except TimeoutError:  # before OSError, of which it is a subclass
         print(f"no terminal event for {command.command_id} within {args.wait_s:g} s: is a "
               f"worker running with OW_PREFIX={args.prefix} and OW_SHARDS={args.shards}?",
+              file=sys.stderr)
+        return 3
+    except (AMQPConnectionError, OSError) as exc:
+        print(f"cannot reach the broker at {redact_url(args.amqp_url)}: {exc!r}",
               file=sys.stderr)
         return 3
     for event in events:

@@ -24,6 +24,8 @@ class DeadLetter(msgspec.Struct, frozen=True, kw_only=True):
 
     position: int
     message_id: str | None
+    command_id: str | None
+    """From the body when it is JSON with a command_id (the worker's copies get new ids)."""
     reason: str
     deaths: list[dict[str, Any]]
     body: bytes
@@ -49,9 +51,19 @@ def _deaths(headers: dict[str, Any]) -> list[dict[str, Any]]:
     return out
 
 
+def _command_id(body: bytes) -> str | None:
+    try:
+        value = msgspec.json.decode(body)
+    except msgspec.DecodeError:
+        return None
+    cid = value.get("command_id") if isinstance(value, dict) else None
+    return cid if isinstance(cid, str) else None
+
+
 def _letter(position: int, msg: AbstractIncomingMessage) -> DeadLetter:
     headers = dict(msg.headers or {})
-    return DeadLetter(position=position, message_id=msg.message_id, reason=reason_of(headers),
+    return DeadLetter(position=position, message_id=msg.message_id,
+                      command_id=_command_id(msg.body), reason=reason_of(headers),
                       deaths=_deaths(headers), body=msg.body)
 
 
@@ -72,7 +84,8 @@ class ReplayError(LookupError):
 
 async def replay_dead_letter(amqp_url: str, names: Names, message_id: str,
                              scan_limit: int = 10_000) -> DeadLetter:
-    """Re-publish the dead command ``message_id`` to its shard (confirmed), then remove it."""
+    """Re-publish the dead command whose message id or command id is ``message_id`` to
+    its shard (confirmed), then remove it."""
     async with await aio_pika.connect(amqp_url) as conn:
         channel = await conn.channel(publisher_confirms=True, on_return_raises=True)
         queue = await channel.declare_queue(names.dead_queue, passive=True)
@@ -80,9 +93,9 @@ async def replay_dead_letter(amqp_url: str, names: Names, message_id: str,
             msg = await queue.get(fail=False)
             if msg is None:
                 break
-            if msg.message_id != message_id:
-                continue
             letter = _letter(position, msg)
+            if message_id not in (letter.message_id, letter.command_id):
+                continue
             try:
                 command = decode_command(msg.body)
             except (msgspec.DecodeError, msgspec.ValidationError) as exc:
@@ -91,12 +104,14 @@ async def replay_dead_letter(amqp_url: str, names: Names, message_id: str,
             commands = await channel.get_exchange(names.commands, ensure=False)
             await commands.publish(
                 aio_pika.Message(msg.body, delivery_mode=aio_pika.DeliveryMode.PERSISTENT,
-                                 content_type="application/json", message_id=message_id,
+                                 content_type="application/json",
+                                 message_id=command.command_id,
                                  headers={"x-orderworker-replayed-reason": letter.reason}),
                 str(shard_for(command.account, names.shards)), mandatory=True, timeout=30)
             await msg.ack()
             return letter
-    raise ReplayError(f"no dead letter with message id {message_id!r} in {names.dead_queue}")
+    raise ReplayError(f"no dead letter with message or command id {message_id!r} in "
+                      f"{names.dead_queue}")
 
 
 async def drain_dead_letters(amqp_url: str, names: Names) -> list[tuple[bytes, str]]:
