@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
 import sqlite3
 from collections.abc import Sequence
@@ -88,18 +89,32 @@ class SqliteStore:
         self._uri = f"file:{quote(os.path.abspath(path))}?mode=rw"
         self._db: aiosqlite.Connection | None = None
 
+    def _check(self) -> None:
+        """Open with plain sqlite3 first (in a thread): a bad path fails here, cleanly,
+        and a read (mode=rw) never creates the file."""
+        try:
+            db = (sqlite3.connect(self.path) if self.create
+                  else sqlite3.connect(self._uri, uri=True))
+        except sqlite3.OperationalError as exc:
+            what = "cannot create" if self.create else "no"
+            raise StoreError(f"{what} audit database at {self.path!r} ({exc}); set --db or "
+                             "OW_AUDIT_DB") from None
+        try:
+            tables = {r[0] for r in db.execute(
+                "SELECT name FROM sqlite_master WHERE type = 'table'")}
+        except sqlite3.DatabaseError as exc:
+            raise StoreError(f"{self.path!r} is not a usable audit database: {exc}") from None
+        finally:
+            db.close()
+        if not self.create and "ow_events" not in tables:
+            raise StoreError(f"{self.path!r} holds no audit events (table ow_events)")
+
     async def _conn(self) -> aiosqlite.Connection:
         if self._db is not None:
             return self._db
-        try:  # mode=rw: a read never creates the file
-            db = await (aiosqlite.connect(self.path) if self.create else aiosqlite.connect(
-                self._uri, uri=True))
-        except sqlite3.OperationalError as exc:
-            raise StoreError(f"no audit database at {self.path!r} ({exc}); set --db or "
-                             "OW_AUDIT_DB") from None
+        await asyncio.to_thread(self._check)
+        db = await aiosqlite.connect(self.path)
         try:
-            if not self.create and "ow_events" not in await _tables(db):
-                raise StoreError(f"{self.path!r} holds no audit events (table ow_events)")
             await db.execute("PRAGMA journal_mode=WAL")
             await migrate(db)
         except sqlite3.DatabaseError as exc:
