@@ -14,7 +14,7 @@ import json
 import re
 from collections.abc import Iterable, Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, get_type_hints
 from urllib.parse import urlsplit, urlunsplit
 
 import msgspec
@@ -31,10 +31,6 @@ _SECRET_KEY = re.compile(r"key|secret|password|token|passphrase", re.I)
 
 def env_name(field: str) -> str:
     return f"OW_{field.upper()}"
-
-
-def _env_path(parts: list[str]) -> str:
-    return env_name(parts[0]) if parts else ""
 
 
 def _risk_path(parts: list[str]) -> str:
@@ -68,6 +64,17 @@ def _check(raw: Mapping[str, Any], target: type, name: Any) -> str | None:
         msgspec.convert(raw, target, strict=False)
     except msgspec.ValidationError as exc:
         return explain(exc, target, dict(raw), name=name)
+    return None
+
+
+def _check_field(field: str, value: Any) -> str | None:
+    """One setting against its own type and bounds (cross-field rules come later)."""
+    hint = get_type_hints(Settings, include_extras=True)[field]
+    try:
+        msgspec.convert(value, hint, strict=False)
+    except msgspec.ValidationError as exc:
+        return explain(exc, hint, value, name=lambda parts: env_name(field) + "".join(
+            f"[{p!r}]" for p in parts))
     return None
 
 
@@ -159,7 +166,7 @@ def build_settings(env: Mapping[str, str], overrides: Mapping[str, Any]) -> Sett
         if field not in Settings.__struct_fields__:
             problems.append(f"unknown setting {field!r}"
                             f"{suggest(field, Settings.__struct_fields__)}")
-        elif (p := _check({field: value}, Settings, _env_path)):
+        elif (p := _check_field(field, value)):
             problems.append(p)
     risk = overrides.get("risk")
     if risk is None:

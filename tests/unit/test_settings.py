@@ -121,3 +121,10 @@ def test_settings_reference_is_in_sync_with_the_code() -> None:
     assert DOC_PATH.read_text() == render(), "regenerate: python -m worker.settings_doc --write"
     readme = (ROOT / "README.md").read_text()
     assert "docs/settings.md" in readme
+
+
+def test_cross_field_rules_see_all_values_together() -> None:
+    s = load_settings({"OW_RETRY_INITIAL_S": "0.001", "OW_RETRY_MAX_BACKOFF_S": "0.001"})
+    assert s.retry_max_backoff_s == 0.001
+    assert problems({"OW_POLL_INTERVAL_S": "3"}) == [
+        "OW_POLL_INTERVAL_S must not exceed OW_POLL_MAX_INTERVAL_S"]
