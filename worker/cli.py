@@ -104,7 +104,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     elif args.cmd == "config":
         return config_check()
     elif args.cmd == "demo":
-        from worker.lab.demo import main as demo_main
+        try:
+            from worker.lab.demo import main as demo_main
+        except ModuleNotFoundError:
+            print("the demo is lab tooling and is not in this image: run `make demo` in a "
+                  "checkout", file=sys.stderr)
+            return 2
         return asyncio.run(demo_main())
     elif args.cmd == "audit":
         from worker.audit.cli import audit_main
