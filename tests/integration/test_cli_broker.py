@@ -7,10 +7,12 @@ import json
 import sys
 
 import aio_pika
+from aio_pika.abc import AbstractIncomingMessage
 
 from schemas.commands import encode_command
 from tests.conftest import place
 from tests.integration.harness import Harness, harness
+from worker.broker.topology import shard_for
 
 
 async def cli(*args: str) -> tuple[int, str, str]:
@@ -83,3 +85,35 @@ async def test_deadletters_list_and_replay(amqp_url: str) -> None:
             assert code == 1 and "no dead letter with message or command id 'nope'" in err
         _, out, _ = await cli("deadletters", "list", *_broker(h))
         assert bad_id in out and "dl-good" not in out and "1 dead letter(s)" in out
+
+
+async def test_deadletters_list_shows_the_brokers_x_death(amqp_url: str) -> None:
+    async with harness(amqp_url) as h:
+        await h.start_worker()
+        await h.workers[0].stop()
+        cmd = place(account="dl2", command_id="dl-xdeath")
+        async with h.client() as client:
+            await client.send(cmd)
+        conn = await aio_pika.connect(amqp_url)
+        async with conn:  # a consumer refusing it: the broker dead-letters it with x-death
+            ch = await conn.channel()
+            shard = shard_for("dl2", h.settings().shards)
+            queue = await ch.declare_queue(h.names.shard_queue(shard), passive=True)
+            refused = asyncio.Event()
+
+            async def refuse(msg: AbstractIncomingMessage) -> None:
+                await msg.reject(requeue=False)
+                refused.set()
+
+            tag = await queue.consume(refuse)
+            await asyncio.wait_for(refused.wait(), 10)
+            await queue.cancel(tag)
+        for _ in range(50):
+            code, out, err = await cli("deadletters", "list", "--json", *_broker(h))
+            if out.strip():
+                break
+            await asyncio.sleep(0.2)
+    [letter] = map(json.loads, out.splitlines())
+    assert letter["command_id"] == "dl-xdeath" and letter["reason"] == "rejected"
+    assert letter["x_death"][0]["reason"] == "rejected"
+    assert letter["x_death"][0]["queue"].startswith(f"{h.prefix}.commands.")

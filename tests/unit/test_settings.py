@@ -128,3 +128,17 @@ def test_cross_field_rules_see_all_values_together() -> None:
     assert s.retry_max_backoff_s == 0.001
     assert problems({"OW_POLL_INTERVAL_S": "3"}) == [
         "OW_POLL_INTERVAL_S must not exceed OW_POLL_MAX_INTERVAL_S"]
+
+
+def test_run_refuses_to_start_on_a_config_typo_or_unknown_driver() -> None:
+    base = {"PATH": "/usr/bin:/bin", "OW_AMQP_URL": "amqp://127.0.0.1:1/"}
+    for env, expected in (
+            ({"OW_EXCHANGES": '{"b": {"driver": "binance", "sandbx": true}}'},
+             "unknown field 'sandbx' in OW_EXCHANGES['b'] (did you mean 'sandbox'?)"),
+            ({"OW_EXCHANGES": '{"b": {"driver": "binanse", "sandbox": true}}'},
+             "exchange 'b' has unknown driver 'binanse'"),
+            ({"OW_SHARDS": "-3"}, "OW_SHARDS must be an integer >= 1, got '-3'")):
+        run = subprocess.run([sys.executable, "-m", "worker", "run"], env={**base, **env},
+                             capture_output=True, text=True, cwd=ROOT, timeout=60)
+        assert run.returncode == 2 and expected in run.stderr, run.stderr
+        assert "Traceback" not in run.stderr
