@@ -113,6 +113,7 @@ async def test_deadletters_list_shows_the_brokers_x_death(amqp_url: str) -> None
             if out.strip():
                 break
             await asyncio.sleep(0.2)
+    assert code == 0, err
     [letter] = map(json.loads, out.splitlines())
     assert letter["command_id"] == "dl-xdeath" and letter["reason"] == "rejected"
     assert letter["x_death"][0]["reason"] == "rejected"
