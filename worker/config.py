@@ -186,6 +186,8 @@ def build_settings(env: Mapping[str, str], overrides: Mapping[str, Any]) -> Sett
     except msgspec.ValidationError as exc:
         raise ConfigError([explain(exc, Settings)]) from None
     problems = live_problems(settings) + target_problems(settings)
+    if settings.secrets_dir and not Path(settings.secrets_dir).is_dir():
+        problems.append(f"OW_SECRETS_DIR {settings.secrets_dir!r} is not a directory")
     if problems:
         raise ConfigError(problems)
     return settings

@@ -142,3 +142,18 @@ def test_run_refuses_to_start_on_a_config_typo_or_unknown_driver() -> None:
                              capture_output=True, text=True, cwd=ROOT, timeout=60)
         assert run.returncode == 2 and expected in run.stderr, run.stderr
         assert "Traceback" not in run.stderr
+
+
+def test_secrets_dir_must_exist(tmp_path: Path) -> None:
+    assert problems({"OW_SECRETS_DIR": str(tmp_path / "nope")}) == [
+        f"OW_SECRETS_DIR '{tmp_path / 'nope'}' is not a directory"]
+    assert load_settings({"OW_SECRETS_DIR": str(tmp_path)}).secrets_dir == str(tmp_path)
+
+
+def test_audit_run_refuses_a_config_typo(tmp_path: Path) -> None:
+    run = subprocess.run([sys.executable, "-m", "worker", "audit", "run", "--db",
+                          str(tmp_path / "a.sqlite3")],
+                         env={"PATH": "/usr/bin:/bin", "OW_SHRADS": "8"},
+                         capture_output=True, text=True, cwd=ROOT, timeout=60)
+    assert run.returncode == 2 and "OW_SHRADS (did you mean 'OW_SHARDS'?)" in run.stderr
+    assert not (tmp_path / "a.sqlite3").exists()

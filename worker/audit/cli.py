@@ -105,6 +105,14 @@ async def _read(args: argparse.Namespace, store: AuditStore) -> int:
 
 
 async def audit_main(args: argparse.Namespace) -> int:
+    if args.action == "run":  # a long-running service: a config typo stops it too
+        from worker.cli import report
+        from worker.settings import ConfigError, load_settings
+
+        try:
+            load_settings()
+        except ConfigError as exc:
+            return report(exc)
     store = open_store(args.db, create=args.action == "run")
     try:
         if args.action == "run":
