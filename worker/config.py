@@ -129,13 +129,13 @@ def live_problems(settings: Settings) -> list[str]:
             if cfg.driver != "paper" and not cfg.sandbox and not cfg.live]
 
 
-def target_problems(settings: Settings) -> list[str]:
+def target_problems(settings: Settings, ignore: Iterable[str] = ()) -> list[str]:
     out = []
     for item in filter(None, (t.strip() for t in settings.reconcile_targets.split(","))):
         account, sep, exchange = item.partition(":")
         if not sep or not account or not exchange:
             out.append(f"OW_RECONCILE_TARGETS entry {item!r} must look like 'account:exchange'")
-        elif exchange not in settings.exchanges:
+        elif exchange not in settings.exchanges and exchange not in ignore:
             out.append(f"OW_RECONCILE_TARGETS entry {item!r} names exchange {exchange!r}, "
                        "which is not configured in OW_EXCHANGES"
                        + suggest(exchange, list(settings.exchanges)))
@@ -162,30 +162,40 @@ def build_settings(env: Mapping[str, str], overrides: Mapping[str, Any]) -> Sett
     if isinstance(raw.get("log_level"), str):
         raw["log_level"] = raw["log_level"].upper()
     raw.update((k, v) for k, v in overrides.items() if k not in NESTED)
+    good: dict[str, Any] = {}
     for field, value in raw.items():
         if field not in Settings.__struct_fields__:
             problems.append(f"unknown setting {field!r}"
                             f"{suggest(field, Settings.__struct_fields__)}")
         elif (p := _check_field(field, value)):
             problems.append(p)
+        else:
+            good[field] = value
     risk = overrides.get("risk")
     if risk is None:
         risk = {f: env[f"OW_RISK_{f.upper()}"] for f in RiskLimits.__struct_fields__
                 if f"OW_RISK_{f.upper()}" in env}
         if p := _check(risk, RiskLimits, _risk_path):
             problems.append(p)
+            risk = {}
     exchanges = overrides.get("exchanges")
     if exchanges is None:
         exchanges = _load_exchanges(env, problems)
-    problems += _exchange_problems(exchanges)
-    if problems:
-        raise ConfigError(problems)
+    valid, broken = {}, set()
+    for ex_name, cfg in exchanges.items():
+        found = _exchange_problems({ex_name: cfg})
+        problems += found
+        if found:
+            broken.add(ex_name)
+        else:
+            valid[ex_name] = cfg
+    # go on with what is valid, so later checks can report their problems too
     try:
-        settings = msgspec.convert({**raw, "risk": risk,
-                                    "exchanges": exchanges}, Settings, strict=False)
+        settings = msgspec.convert({**good, "risk": risk, "exchanges": valid}, Settings,
+                                   strict=False)
     except msgspec.ValidationError as exc:
-        raise ConfigError([explain(exc, Settings)]) from None
-    problems = live_problems(settings) + target_problems(settings)
+        raise ConfigError([*problems, explain(exc, Settings)]) from None
+    problems += live_problems(settings) + target_problems(settings, ignore=broken)
     if settings.secrets_dir and not Path(settings.secrets_dir).is_dir():
         problems.append(f"OW_SECRETS_DIR {settings.secrets_dir!r} is not a directory")
     if problems:

@@ -157,3 +157,12 @@ def test_audit_run_refuses_a_config_typo(tmp_path: Path) -> None:
                          capture_output=True, text=True, cwd=ROOT, timeout=60)
     assert run.returncode == 2 and "OW_SHRADS (did you mean 'OW_SHARDS'?)" in run.stderr
     assert not (tmp_path / "a.sqlite3").exists()
+
+
+def test_problems_of_every_stage_are_reported_together() -> None:
+    found = problems({"OW_SHARD": "8", "OW_RECONCILE_TARGETS": "desk1:binance",
+                      "OW_EXCHANGES": '{"binance": {"driver": "binance"}, '
+                                      '"bybit": {"driver": "bybit", "sandbx": true}}'})
+    assert len(found) == 3, found
+    assert "OW_SHARD " in found[0] and "sandbx" in found[1]
+    assert "exchange 'binance' would trade real money" in found[2]
