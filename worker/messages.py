@@ -155,6 +155,18 @@ def explain(exc: msgspec.ValidationError | str, target: Any = None, data: Any = 
     return f"{where}: {msg}" if where and (parts or name) else msg
 
 
+def explain_json(exc: msgspec.DecodeError | msgspec.ValidationError, target: Any,
+                 body: bytes) -> str:
+    """``explain`` for a message body that failed to decode into ``target``."""
+    if not isinstance(exc, msgspec.ValidationError):
+        return f"not valid JSON ({str(exc).removeprefix('JSON is malformed: ')})"
+    try:
+        data = msgspec.json.decode(body)
+    except msgspec.DecodeError:
+        data = _MISSING
+    return explain(exc, target, data)
+
+
 def _dotted(parts: list[str]) -> str:
     out = ""
     for p in parts:

@@ -112,3 +112,25 @@ def test_audit_export_csv_and_jsonl(tmp_path: Path) -> None:
     assert "body" not in rows[0] and rows[0]["side"] in ("buy", "sell")
     lines = cli("audit", "export", "--db", db, "--account", "desk2").stdout.splitlines()
     assert [json.loads(line)["kind"] for line in lines] == ["order_rejected"]
+
+
+def test_explain_json_for_message_bodies() -> None:
+    import msgspec
+
+    from schemas.commands import Command, decode_command
+    from worker.messages import explain_json
+
+    def why(body: bytes) -> str:
+        try:
+            decode_command(body)
+        except (msgspec.DecodeError, msgspec.ValidationError) as exc:
+            return explain_json(exc, Command, body)
+        return "ok"
+
+    assert why(b"\xff\xfenot json").startswith("not valid JSON (")
+    body = (b'{"kind": "place_order", "command_id": "c1", "account": "a", "exchange": "paper",'
+            b' "symbol": "BTC/USDT", "side": "buy", "type": "market", "amount": "1e3",'
+            b' "created_at": "2026-01-01T00:00:00Z"}')
+    assert why(body) == ("amount must be a decimal string like '0.01' (digits and an optional "
+                         "fraction, no sign), got '1e3'")
+    assert why(body.replace(b'"amount": "1e3",', b"")) == "amount is required"
