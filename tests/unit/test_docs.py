@@ -26,3 +26,13 @@ def test_make_does_not_force_amqp_url_so_testcontainers_can_be_used() -> None:
     assert broker_source({}, local_answers=yes, docker=yes) == "local"
     assert broker_source({"AMQP_URL": "amqp://x/"}, local_answers=no, docker=yes) == "env"
     assert broker_source({}, local_answers=no, docker=no) == "local"
+
+
+def test_packages_are_typed_for_their_users() -> None:
+    import tomllib
+
+    for package in ("worker", "schemas"):
+        assert (ROOT / package / "py.typed").is_file()
+    data = tomllib.loads((ROOT / "pyproject.toml").read_text())
+    assert data["tool"]["setuptools"]["package-data"] == {"worker": ["py.typed"],
+                                                          "schemas": ["py.typed"]}
