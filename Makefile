@@ -2,7 +2,9 @@
 PY ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
-export AMQP_URL ?= amqp://guest:guest@127.0.0.1:5672/
+# AMQP_URL is passed through when set; unset, the tests use the local broker on
+# 127.0.0.1:5672 when one answers, else RabbitMQ in testcontainers when a Docker engine
+# runs (deploy/ensure-broker.sh then installs nothing).
 
 .PHONY: install broker demo test test-fast lint bench chaos clean
 

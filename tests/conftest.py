@@ -1,13 +1,14 @@
-"""Shared fixtures: a real RabbitMQ (AMQP_URL, else testcontainers where Docker runs,
-else the local broker) and command builders."""
+"""Shared fixtures: a real RabbitMQ (AMQP_URL; else the local broker when it answers;
+else testcontainers where a Docker engine runs) and command builders."""
 
 from __future__ import annotations
 
 import os
 import shutil
+import socket
 import subprocess
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
 from typing import Any
 
@@ -24,11 +25,31 @@ def _docker_available() -> bool:
     return subprocess.run(["docker", "info"], capture_output=True).returncode == 0
 
 
+def _local_broker_answers() -> bool:
+    try:
+        socket.create_connection(("127.0.0.1", 5672), timeout=1).close()
+    except OSError:
+        return False
+    return True
+
+
+def broker_source(env: dict[str, str] | os._Environ[str], local_answers: Callable[[], bool],
+                  docker: Callable[[], bool]) -> str:
+    """'env' (AMQP_URL set), 'local' (a broker answers on 5672), 'testcontainers'
+    (a Docker engine runs), else 'local' (the connection error will say so)."""
+    if env.get("AMQP_URL"):
+        return "env"
+    if local_answers():
+        return "local"
+    return "testcontainers" if docker() else "local"
+
+
 @pytest.fixture(scope="session")
 def amqp_url() -> Iterator[str]:
-    if os.environ.get("AMQP_URL"):
+    source = broker_source(os.environ, _local_broker_answers, _docker_available)
+    if source == "env":
         yield os.environ["AMQP_URL"]
-    elif _docker_available():
+    elif source == "testcontainers":
         from testcontainers.rabbitmq import RabbitMqContainer
 
         with RabbitMqContainer("rabbitmq:3.13-management") as rabbit:

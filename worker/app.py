@@ -44,7 +44,7 @@ class Worker:
         self.settings = settings
         self.names = Names(settings.prefix, settings.shards)
         self.metrics = metrics or Metrics()
-        self.exchanges = exchanges or ExchangeFactory(settings)
+        self.exchanges = exchanges or ExchangeFactory(settings, metrics=self.metrics)
         self.connection: AbstractRobustConnection | None = None
         self.consumer: CommandConsumer | None = None
         self._subscriptions: list[tuple[AbstractQueue, str]] = []

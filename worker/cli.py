@@ -1,21 +1,55 @@
-"""Command line: ``orderworker run|demo|submit|audit|chaos|bench``."""
+"""Command line: ``orderworker run|demo|submit|audit|config|deadletters``.
+
+Exit codes: 0 success, 1 an order was rejected or failed, 2 bad input or
+configuration, 3 the broker or the audit store could not be reached.
+"""
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import json
+import os
 import signal
 import sys
 from collections.abc import Sequence
+from importlib import metadata
+
+from worker.settings import ConfigError, Settings, load_settings
 
 
-async def _run_worker() -> None:
+def version() -> str:
+    try:
+        return metadata.version("orderworker")
+    except metadata.PackageNotFoundError:
+        return "unknown"
+
+
+def checked_settings() -> Settings:
+    """Settings plus the start-up checks that need the driver registry; ConfigError."""
+    from worker.config import driver_problems
+    from worker.exchange.factory import ExchangeFactory
+
+    settings = load_settings()
+    problems = driver_problems(settings, ExchangeFactory(settings).drivers())
+    if problems:
+        raise ConfigError(problems)
+    return settings
+
+
+def report(exc: ConfigError) -> int:
+    print("orderworker: the configuration has problems:", file=sys.stderr)
+    for problem in exc.problems:
+        print(f"  - {problem}", file=sys.stderr)
+    print("settings reference: docs/settings.md", file=sys.stderr)
+    return 2
+
+
+async def _run_worker(settings: Settings) -> None:
     from worker.app import Worker
     from worker.logs import setup_logging
     from worker.observability import serve_observability
-    from worker.settings import load_settings
 
-    settings = load_settings()
     setup_logging(settings.log_level, settings.log_json)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
@@ -30,8 +64,21 @@ async def _run_worker() -> None:
             await server.cleanup()
 
 
+def config_check() -> int:
+    """Print the effective configuration (secrets redacted); non-zero on problems."""
+    from worker.config import redacted
+
+    try:
+        settings = checked_settings()
+    except ConfigError as exc:
+        return report(exc)
+    print(json.dumps(redacted(settings, os.environ), indent=2, sort_keys=True))
+    return 0
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="orderworker")
+    parser.add_argument("--version", action="version", version=f"orderworker {version()}")
     sub = parser.add_subparsers(dest="cmd", required=True)
     sub.add_parser("run", help="run a worker (settings from OW_* environment)")
     sub.add_parser("demo", help="start a worker on the paper exchange and run sample orders")
@@ -41,11 +88,28 @@ def main(argv: Sequence[str] | None = None) -> int:
     audit = sub.add_parser("audit", help="record events into the audit store, or query it")
     from worker.audit.cli import add_audit_args
     add_audit_args(audit)
+    config = sub.add_parser("config", help="check the configuration")
+    config.add_argument("action", choices=["check"],
+                        help="print the effective settings, secrets redacted")
+    dead = sub.add_parser("deadletters", help="inspect or re-publish dead letters")
+    from worker.deadletters_cli import add_deadletter_args
+    add_deadletter_args(dead)
     args = parser.parse_args(argv)
     if args.cmd == "run":
-        asyncio.run(_run_worker())
+        try:
+            settings = checked_settings()
+        except ConfigError as exc:
+            return report(exc)
+        asyncio.run(_run_worker(settings))
+    elif args.cmd == "config":
+        return config_check()
     elif args.cmd == "demo":
-        from worker.lab.demo import main as demo_main
+        try:
+            from worker.lab.demo import main as demo_main
+        except ModuleNotFoundError:
+            print("the demo is lab tooling and is not in this image: run `make demo` in a "
+                  "checkout", file=sys.stderr)
+            return 2
         return asyncio.run(demo_main())
     elif args.cmd == "audit":
         from worker.audit.cli import audit_main
@@ -53,6 +117,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     elif args.cmd == "submit":
         from worker.submit import submit_main
         return asyncio.run(submit_main(args))
+    elif args.cmd == "deadletters":
+        from worker.deadletters_cli import deadletters_main
+        return asyncio.run(deadletters_main(args))
     return 0
 
 

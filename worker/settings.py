@@ -1,122 +1,173 @@
 """One frozen, typed settings object, read from the environment (prefix ``OW_``).
 
-Durations carry their unit in the name. Exchange definitions come from
-``OW_EXCHANGES`` (JSON) or ``OW_EXCHANGES_FILE``; credentials never live here
-(see ``worker.exchange.credentials``).
+Every field carries a docstring: ``python -m worker.settings_doc`` turns them into
+docs/settings.md. Durations carry their unit in the name. Exchange definitions
+come from ``OW_EXCHANGES`` (JSON) or ``OW_EXCHANGES_FILE``; credentials never
+live here (see ``worker.exchange.credentials``). ``load_settings`` refuses
+unknown keys, unknown ``OW_*`` variables and out-of-range values, listing every
+problem in one ``ConfigError`` (see ``worker.config``).
 """
 
 from __future__ import annotations
 
-import json
 import os
 from collections.abc import Mapping
 from decimal import Decimal
-from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import msgspec
+from msgspec import Meta
+
+__all__ = ["ConfigError", "ExchangeConfig", "RiskLimits", "Settings", "load_settings"]
+
+Positive = Annotated[float, Meta(gt=0)]
+Count = Annotated[int, Meta(ge=1)]
+Bps = Annotated[int, Meta(ge=0, le=10_000)]
 
 
-class RiskLimits(msgspec.Struct, frozen=True, kw_only=True):
+class RiskLimits(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    """Pre-trade risk checks, one ``OW_RISK_<FIELD>`` variable each."""
+
     max_notional: Decimal = Decimal("250000")
     """Largest order value in quote currency."""
     max_position: Decimal = Decimal("1000000")
     """Largest resulting base-asset position (spot holding or derivatives size)."""
-    price_band_bps: int = 500
+    price_band_bps: Bps = 500
     """Limit prices further than this from the ticker are refused (fat finger)."""
     check_balance: bool = True
-    fee_buffer_bps: int = 20
+    """Refuse orders the free balance cannot pay for (spot)."""
+    fee_buffer_bps: Bps = 20
+    """Extra share of the order value kept free for fees in the balance check."""
+
+    def __post_init__(self) -> None:
+        for name in ("max_notional", "max_position"):
+            if getattr(self, name) <= 0:
+                raise ValueError(f"OW_RISK_{name.upper()} must be a positive decimal")
 
 
-class ExchangeConfig(msgspec.Struct, frozen=True, kw_only=True):
-    """How to reach one named exchange. ``driver`` picks the factory entry."""
+class ExchangeConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    """How to reach one named exchange: one entry of ``OW_EXCHANGES``."""
 
-    driver: str = "paper"
+    driver: Annotated[str, Meta(min_length=1)] = "paper"
+    """Factory entry: paper, binance, bybit, ccxt, or one added with register()."""
     ccxt_id: str | None = None
+    """ccxt exchange id for the ``ccxt`` driver (e.g. kraken); defaults to the name."""
     market_type: Literal["spot", "future", "swap"] = "spot"
+    """Which market the orders go to (ccxt defaultType)."""
     sandbox: bool = False
+    """Use the exchange's testnet (ccxt set_sandbox_mode)."""
+    live: bool = False
+    """Confirms real-money trading: a non-paper exchange without sandbox must set it."""
     urls: dict[str, Any] = {}
+    """Overrides merged into ccxt's urls (e.g. a gateway or a simulator)."""
     options: dict[str, Any] = {}
-    timeout_ms: int = 10_000
+    """Overrides merged into ccxt's options (e.g. recvWindow)."""
+    timeout_ms: Annotated[int, Meta(ge=1)] = 10_000
+    """HTTP timeout of one exchange request."""
     rate_limit: bool = True
+    """ccxt's client-side rate limiter."""
     paper_balances: dict[str, Decimal] = {}
+    """Paper driver: starting balances per currency."""
     paper_prices: dict[str, Decimal] = {}
+    """Paper driver: starting prices per symbol."""
     paper_fill_ratio: Decimal = Decimal("1")
     """Share of an order's amount the paper book can fill per tick (<1: partials)."""
 
+    def __post_init__(self) -> None:
+        if not Decimal(0) < self.paper_fill_ratio <= 1:
+            raise ValueError("paper_fill_ratio must be above 0 and at most 1")
+        if self.sandbox and self.live:
+            raise ValueError('"sandbox" and "live" exclude each other: choose one')
 
 
-class Settings(msgspec.Struct, frozen=True, kw_only=True):
-    amqp_url: str = "amqp://guest:guest@127.0.0.1:5672/"
-    prefix: str = "orderworker"
-    shards: int = 4
-    prefetch: int = 32
-    delivery_limit: int = 20
+class Settings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    """Worker settings, one ``OW_<FIELD>`` variable each."""
+
+    amqp_url: Annotated[str, Meta(pattern=r"^amqps?://")] = "amqp://guest:guest@127.0.0.1:5672/"
+    """Broker URL (``AMQP_URL`` is read too; ``OW_AMQP_URL`` wins)."""
+    prefix: Annotated[str, Meta(pattern=r"^[A-Za-z0-9_.\-]{1,64}$")] = "orderworker"
+    """Topology name prefix: exchanges and queues are ``<prefix>.*``."""
+    shards: Count = 4
+    """Number of command queues; accounts map to ``crc32(account) % shards``."""
+    prefetch: Count = 32
+    """Unacked commands one worker holds at a time."""
+    delivery_limit: Count = 20
     """Deliveries of one command before the broker dead-letters it (a command that keeps
     crashing workers); the dead-letter watcher then still gives it an outcome."""
-    worker_index: int = 0
-    worker_count: int = 1
-    standby_delay_s: float = 2.0
-    track_poll_s: float = 1.0
+    worker_index: Annotated[int, Meta(ge=0)] = 0
+    """This worker's ordinal: it prefers shards ``k % worker_count == worker_index``."""
+    worker_count: Count = 1
+    """Number of workers sharing the preferred shards."""
+    standby_delay_s: Annotated[float, Meta(ge=0)] = 2.0
+    """Wait before subscribing as standby to the non-preferred shards."""
+    track_poll_s: Positive = 1.0
     """Status poll interval per (account, exchange): one open-orders call per symbol."""
-    track_cycle_s: float = 10.0
+    track_cycle_s: Annotated[float, Meta(ge=0.1, le=300.0)] = 10.0
     """Tracking records come round once per cycle: a new shard owner knows every
-    tracked order within one cycle."""
-    intake_budget_s: float = 40.0
+    tracked order within one cycle (two, to be sure, before a cancel says "not found")."""
+    intake_budget_s: Annotated[float, Meta(gt=0, le=50.0)] = 40.0
     """How long a command may retry transient errors before it gets an outcome
     (OrderFailed, or a pending order handed to the tracker); keeps it acked in time."""
-    fence_s: float = 5.0
+    fence_s: Annotated[float, Meta(ge=0)] = 5.0
     """A redelivered command's previous holder may still act this long after the
     redelivery (its dead connection unnoticed); added to the settle window."""
-    cancel_confirm_s: float = 30.0
-    max_command_age_s: float = 300.0
-    max_clock_skew_s: float = 5.0
-    retry_attempts: int = 5
-    retry_max_total_s: float = 20.0
-    retry_initial_s: float = 0.2
-    retry_max_backoff_s: float = 5.0
-    reconcile_lookups: int = 4
-    reconcile_delay_s: float = 0.5
-    shutdown_grace_s: float = 30.0
-    metrics_port: int = 0
+    cancel_confirm_s: Positive = 30.0
+    """A cancel the exchange has not confirmed after this long is sent again."""
+    max_command_age_s: Positive = 300.0
+    """Commands older than this are refused as stale (existing orders still reconciled)."""
+    max_clock_skew_s: Annotated[float, Meta(ge=0)] = 5.0
+    """Tolerated clock difference for command timestamps from the future."""
+    retry_attempts: Count = 5
+    """Attempts of one exchange call on transient errors."""
+    retry_max_total_s: Positive = 20.0
+    """Time budget of one exchange call's retries."""
+    retry_initial_s: Positive = 0.2
+    """First retry backoff (exponential, full jitter)."""
+    retry_max_backoff_s: Positive = 5.0
+    """Longest retry backoff."""
+    reconcile_lookups: Count = 4
+    """Lookups by client order id after an ambiguous create."""
+    reconcile_delay_s: Annotated[float, Meta(ge=0)] = 0.5
+    """Pause between those lookups."""
+    shutdown_grace_s: Annotated[float, Meta(ge=0)] = 30.0
+    """On SIGTERM, time for in-flight commands to finish before they are requeued."""
+    metrics_port: Annotated[int, Meta(ge=0, le=65_535)] = 0
+    """Port of /metrics, /healthz and /readyz (0: off); the audit consumer uses it too."""
     crash_points: str = ""
-    log_level: str = "INFO"
+    """Fault injection only: ``step:probability,...`` (see worker.crashpoints)."""
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"] = "INFO"
+    """Root log level."""
     log_json: bool = True
+    """JSON log lines (false: plain text)."""
     secrets_dir: str | None = None
+    """Directory of credential files ``<account>/<exchange>/{api_key,secret,password}``."""
+    audit_db: Annotated[str, Meta(min_length=1)] = "orderworker-audit.sqlite3"
+    """Audit store: a SQLite path or a ``postgresql://`` URL."""
     risk: RiskLimits = RiskLimits()
+    """Pre-trade risk limits (``OW_RISK_*``)."""
     exchanges: dict[str, ExchangeConfig] = msgspec.field(
-        default_factory=lambda: {"paper": ExchangeConfig()}
-    )
+        default_factory=lambda: {"paper": ExchangeConfig()})
+    """Exchanges by name (``OW_EXCHANGES`` JSON or ``OW_EXCHANGES_FILE``); paper is always there."""
+
+    def __post_init__(self) -> None:
+        if self.retry_initial_s > self.retry_max_backoff_s:
+            raise ValueError("OW_RETRY_INITIAL_S must not exceed OW_RETRY_MAX_BACKOFF_S")
 
     def exchange(self, name: str) -> ExchangeConfig | None:
         return self.exchanges.get(name)
 
 
-def _risk_from_env(env: Mapping[str, str]) -> dict[str, str]:
-    out = {}
-    for field in RiskLimits.__struct_fields__:
-        key = f"OW_RISK_{field.upper()}"
-        if key in env:
-            out[field] = env[key]
-    return out
+class ConfigError(ValueError):
+    """The configuration has problems; ``problems`` names each one and what to fix."""
+
+    def __init__(self, problems: list[str]) -> None:
+        self.problems = problems
+        super().__init__("invalid configuration:\n" + "\n".join(f"  - {p}" for p in problems))
 
 
 def load_settings(env: Mapping[str, str] | None = None, **overrides: Any) -> Settings:
-    """Build Settings from ``env`` (default ``os.environ``); ``overrides`` win."""
-    env = os.environ if env is None else env
-    raw: dict[str, Any] = {}
-    for field in Settings.__struct_fields__:
-        key = f"OW_{field.upper()}"
-        if key in env and field not in ("risk", "exchanges"):
-            raw[field] = env[key]
-    if "AMQP_URL" in env and "amqp_url" not in raw:
-        raw["amqp_url"] = env["AMQP_URL"]
-    raw["risk"] = _risk_from_env(env)
-    exchanges: dict[str, Any] = {"paper": {}}
-    if env.get("OW_EXCHANGES_FILE"):
-        exchanges.update(json.loads(Path(env["OW_EXCHANGES_FILE"]).read_text()))
-    if env.get("OW_EXCHANGES"):
-        exchanges.update(json.loads(env["OW_EXCHANGES"]))
-    raw["exchanges"] = exchanges
-    raw.update(overrides)
-    return msgspec.convert(raw, Settings, strict=False)
+    """Build Settings from ``env`` (default ``os.environ``); ``overrides`` win.
+    Raises ConfigError listing every problem found."""
+    from worker.config import build_settings
+
+    return build_settings(os.environ if env is None else env, overrides)

@@ -42,8 +42,8 @@ async def test_three_workers_audit_and_per_account_order(
     for a in accounts:
         monkeypatch.setenv(f"OW_CRED_{a.upper()}_BINANCE_API_KEY", KEY)
         monkeypatch.setenv(f"OW_CRED_{a.upper()}_BINANCE_SECRET", SECRET)
-    exchanges = {"binance": {"driver": "binance", "urls": {"rest": url}, "rate_limit": False,
-                             "timeout_ms": 2000}}
+    exchanges = {"binance": {"driver": "binance", "live": True, "urls": {"rest": url},
+                             "rate_limit": False, "timeout_ms": 2000}}
     store = SqliteStore(str(tmp_path / "audit.sqlite3"))
     try:
         async with harness(amqp_url, OW_EXCHANGES=json.dumps(exchanges),

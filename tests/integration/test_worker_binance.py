@@ -22,7 +22,7 @@ async def setup(amqp_url: str, monkeypatch: pytest.MonkeyPatch
     url = await sim.start()
     monkeypatch.setenv("OW_CRED_ACCT1_BINANCE_API_KEY", KEY)
     monkeypatch.setenv("OW_CRED_ACCT1_BINANCE_SECRET", SECRET)
-    exchanges = {"binance": {"driver": "binance", "urls": {"rest": url},
+    exchanges = {"binance": {"driver": "binance", "live": True, "urls": {"rest": url},
                              "timeout_ms": TIMEOUT_MS, "options": {"recvWindow": RECV_WINDOW_MS}}}
     async with harness(amqp_url, OW_EXCHANGES=json.dumps(exchanges)) as h:
         await h.start_worker()

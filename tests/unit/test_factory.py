@@ -24,7 +24,7 @@ async def test_register_an_adapter_class_and_cache_clients(monkeypatch: pytest.M
     monkeypatch.setenv("OW_CRED_DESK1_MYEX_API_KEY", "key-123456")
     monkeypatch.setenv("OW_CRED_DESK1_MYEX_SECRET", "secret-123456")
     factory = ExchangeFactory(load_settings(
-        {"OW_EXCHANGES": '{"myex": {"driver": "custom", "ccxt_id": "kraken"}}'}))
+        {"OW_EXCHANGES": '{"myex": {"driver": "custom", "ccxt_id": "kraken", "live": true}}'}))
     factory.register("custom", OfflineAdapter)
     client = await factory.get("desk1", "myex")
     assert isinstance(client, OfflineAdapter) and client.ccxt_id == "kraken"

@@ -3,13 +3,17 @@
 Ack decisions: a message is acked only after the batch holding it is committed
 (redelivery after a crash is a no-op insert: event_id is the primary key).
 An event that cannot be decoded is rejected to the dead-letter exchange with a
-log line. A store failure nacks the batch for redelivery.
+log line. A store failure nacks the batch for redelivery. ``metrics`` counts
+received, stored, undecodable events and store failures, and the lag of the
+last committed batch; ``orderworker audit run`` serves them with health checks.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import time
+from datetime import UTC, datetime
 
 import aio_pika
 import msgspec
@@ -19,15 +23,20 @@ from schemas import Event
 from schemas.events import decode_event
 from worker.audit.store import AuditStore
 from worker.broker.topology import Names, declare
+from worker.metrics import AuditMetrics
 
 log = logging.getLogger(__name__)
 
 
 class AuditConsumer:
     def __init__(self, amqp_url: str, store: AuditStore, *, prefix: str = "orderworker",
-                 shards: int = 4, batch: int = 200, flush_s: float = 0.05) -> None:
+                 shards: int = 4, delivery_limit: int = 5, batch: int = 200,
+                 flush_s: float = 0.05, metrics: AuditMetrics | None = None) -> None:
         self.amqp_url, self.store = amqp_url, store
         self.names = Names(prefix, shards)
+        self.delivery_limit = delivery_limit
+        self.metrics = metrics or AuditMetrics()
+        self.consuming = False
         self.batch, self.flush_s = batch, flush_s
         self.pending: list[tuple[AbstractIncomingMessage, Event]] = []
         self.stored = 0
@@ -44,12 +53,19 @@ class AuditConsumer:
         await channel.set_qos(prefetch_count=self.batch * 2)
         queue = await channel.declare_queue(self.names.audit_queue, passive=True)
         await queue.consume(self._on_message)
+        self.consuming = True
+
+    @property
+    def connection(self) -> AbstractRobustConnection | None:
+        return self._conn
 
     async def _on_message(self, message: AbstractIncomingMessage) -> None:
         self.received += 1
+        self.metrics.received.inc()
         try:
             event = decode_event(message.body)
         except (msgspec.DecodeError, msgspec.ValidationError) as exc:
+            self.metrics.undecodable.inc()
             log.error("undecodable event dead-lettered: %s", exc,
                       extra={"message_id": message.message_id})
             await message.reject(requeue=False)
@@ -73,16 +89,23 @@ class AuditConsumer:
             if not batch:
                 return
             try:
-                self.stored += await self.store.append([e for _, e in batch])
+                new = await self.store.append([e for _, e in batch])
             except Exception:
+                self.metrics.store_failures.inc()
                 log.exception("audit store failed; batch left for redelivery")
                 for message, _ in batch:
                     await _quietly(message.nack(requeue=True))
                 return
+            self.stored += new
+            self.metrics.stored.inc(new)
+            oldest = min(e.occurred_at for _, e in batch)
+            self.metrics.lag.set(max(0.0, (datetime.now(UTC) - oldest).total_seconds()))
+            self.metrics.last_commit.set(time.time())
             for message, _ in batch:
                 await _quietly(message.ack())
 
     async def stop(self) -> None:
+        self.consuming = False
         await self.flush()
         if self._conn is not None:
             await self._conn.close()

@@ -1,7 +1,16 @@
 """RabbitMQ definitions file for the topology in ``topology.py``, for brokers that
 load definitions at boot:
 
-    python -m worker.broker.definitions > deploy/rabbitmq/definitions.json
+    python -m worker.broker.definitions > deploy/rabbitmq/definitions.json   # topology only
+    BROKER_WORKER_PASSWORD=... BROKER_MONITOR_PASSWORD=... \
+        python -m worker.broker.definitions --users --out /defs/definitions.json
+
+With ``--users`` it adds two users whose passwords come from the environment
+(salted hashes, never a fixed password): ``orderworker`` for workers, clients
+and the audit consumer, and ``orderworker-monitor`` with the ``monitoring`` tag
+and no configure/write/read rights, for KEDA's RabbitMQ scaler and exporters.
+Because the users are in the file the broker imports at every boot, a boot
+never undoes them.
 """
 
 from __future__ import annotations
@@ -10,18 +19,53 @@ import argparse
 import base64
 import hashlib
 import json
+import os
+import sys
+from collections.abc import Mapping
+from pathlib import Path
 from typing import Any
 
 from worker.broker.topology import QUORUM, Names
 
+WORKER_USER, MONITOR_USER = "orderworker", "orderworker-monitor"
+PASSWORD_VARS = {WORKER_USER: "BROKER_WORKER_PASSWORD", MONITOR_USER: "BROKER_MONITOR_PASSWORD"}
 
-def password_hash(password: str, salt: bytes = b"owrk") -> str:
-    """rabbit_password_hashing_sha256: base64(salt + sha256(salt + password))."""
+
+def password_hash(password: str, salt: bytes | None = None) -> str:
+    """rabbit_password_hashing_sha256: base64(salt + sha256(salt + password)), random salt."""
+    salt = os.urandom(4) if salt is None else salt
     return base64.b64encode(salt + hashlib.sha256(salt + password.encode()).digest()).decode()
 
 
-def definitions(prefix: str = "orderworker", shards: int = 8, delivery_limit: int = 5,
-                user: str = "orderworker", password: str = "orderworker") -> dict[str, Any]:
+class MissingPassword(ValueError):
+    pass
+
+
+def users(env: Mapping[str, str], vhost: str = "/") -> dict[str, list[dict[str, Any]]]:
+    """The two users with passwords from ``env`` (MissingPassword names what to set)."""
+    missing = [var for var in PASSWORD_VARS.values() if len(env.get(var, "")) < 12]
+    if missing:
+        raise MissingPassword(f"set {' and '.join(missing)} (at least 12 characters) to "
+                              "generate broker users")
+    hashed = {u: password_hash(env[var]) for u, var in PASSWORD_VARS.items()}
+    return {
+        "users": [
+            {"name": WORKER_USER, "password_hash": hashed[WORKER_USER],
+             "hashing_algorithm": "rabbit_password_hashing_sha256", "tags": []},
+            {"name": MONITOR_USER, "password_hash": hashed[MONITOR_USER],
+             "hashing_algorithm": "rabbit_password_hashing_sha256", "tags": ["monitoring"]}],
+        "permissions": [
+            {"user": WORKER_USER, "vhost": vhost, "configure": ".*", "write": ".*",
+             "read": ".*"},
+            # vhost access only: enough for the management API's queue depths
+            {"user": MONITOR_USER, "vhost": vhost, "configure": "^$", "write": "^$",
+             "read": "^$"}],
+    }
+
+
+def definitions(prefix: str = "orderworker", shards: int = 8,
+                delivery_limit: int = 5) -> dict[str, Any]:
+    """The topology (vhost, exchanges, queues, bindings), without users."""
     n = Names(prefix, shards)
     vhost = "/"
 
@@ -41,11 +85,7 @@ def definitions(prefix: str = "orderworker", shards: int = 8, delivery_limit: in
                   "x-dead-letter-exchange": n.dlx, "x-dead-letter-strategy": "at-least-once",
                   "x-overflow": "reject-publish"}
     return {
-        "users": [{"name": user, "password_hash": password_hash(password),
-                   "hashing_algorithm": "rabbit_password_hashing_sha256", "tags": []}],
         "vhosts": [{"name": vhost}],
-        "permissions": [{"user": user, "vhost": vhost, "configure": ".*", "write": ".*",
-                         "read": ".*"}],
         "exchanges": [exchange(n.commands, "direct"), exchange(n.events, "topic"),
                       exchange(n.dlx, "fanout")],
         "queues": [queue(n.shard_queue(k), shard_args) for k in range(shards)] + [
@@ -56,14 +96,34 @@ def definitions(prefix: str = "orderworker", shards: int = 8, delivery_limit: in
     }
 
 
-def main() -> None:
-    p = argparse.ArgumentParser()
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="python -m worker.broker.definitions")
     p.add_argument("--prefix", default="orderworker")
     p.add_argument("--shards", type=int, default=8)
     p.add_argument("--delivery-limit", type=int, default=5)
-    a = p.parse_args()
-    print(json.dumps(definitions(a.prefix, a.shards, a.delivery_limit), indent=2))
+    p.add_argument("--users", action="store_true",
+                   help="add the users, passwords from " + " and ".join(PASSWORD_VARS.values()))
+    p.add_argument("--out", help="write here instead of standard output")
+    p.add_argument("--mode", default="600", help="--out file mode, octal (default 600)")
+    a = p.parse_args(argv)
+    doc = definitions(a.prefix, a.shards, a.delivery_limit)
+    if a.users:
+        try:
+            doc.update(users(os.environ))
+        except MissingPassword as exc:
+            print(f"definitions: {exc}", file=sys.stderr)
+            return 2
+    text = json.dumps(doc, indent=2) + "\n"
+    if a.out:
+        path = Path(a.out)
+        path.touch(mode=0o600)
+        path.chmod(0o600)
+        path.write_text(text)
+        path.chmod(int(a.mode, 8))
+    else:
+        sys.stdout.write(text)
+    return 0
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

@@ -107,10 +107,12 @@ class RabbitPublisher:
         await self._with_reconnect("events", send)
         if self._metrics is not None:
             for e in events:
-                self._metrics.events.labels(event_kind(e)).inc()
+                self._metrics.on_event(event_kind(e), getattr(e, "reason", None))
 
     async def dead_letter(self, body: bytes, reason: str, headers: dict[str, str]) -> None:
         message = aio_pika.Message(body, delivery_mode=PERSISTENT,
                                    headers={**headers, "x-orderworker-reason": reason[:1000]})
         await self._with_reconnect("dead letter", lambda: self._dlx.publish(
             message, "", mandatory=True, timeout=self._timeout))
+        if self._metrics is not None:
+            self._metrics.on_dead_letter(reason)

@@ -16,60 +16,65 @@ from worker.exchange.credentials import Credentials, load_credentials
 from worker.exchange.paper import PaperExchange
 from worker.exchange.ports import Exchange
 from worker.logs import REDACTOR
+from worker.metrics import Metrics
 from worker.policy import placement_policy, retry_policy
 from worker.settings import ExchangeConfig, Settings
 
 Builder = Callable[[str, ExchangeConfig, Credentials | None, Settings], Exchange]
 
 
-def _paper(name: str, cfg: ExchangeConfig, creds: Credentials | None,
-           settings: Settings) -> Exchange:
-    return PaperExchange(name, cfg, placement=placement_policy(settings))
-
-
 def _adapter(klass: type, name: str, cfg: ExchangeConfig, creds: Credentials | None,
-             settings: Settings) -> Exchange:
+             settings: Settings, metrics: Metrics | None = None) -> Exchange:
     """Build a ccxt adapter class (CCXTAdapter's constructor) with our policies."""
     if creds is None and not cfg.options.get("allow_public_only"):
         raise AuthError(f"no credentials configured for exchange {name!r}")
-    exchange: Exchange = klass(name, cfg, creds, retry=retry_policy(settings),
-                               placement=placement_policy(settings))
+    exchange: Exchange = klass(name, cfg, creds, retry=retry_policy(settings, metrics),
+                               placement=placement_policy(settings, metrics))
     return exchange
 
 
-def _lazy(module: str, cls: str) -> Builder:
-    """A builder importing its class on first use (keeps ccxt out of start-up)."""
-    def build(name: str, cfg: ExchangeConfig, creds: Credentials | None,
-              settings: Settings) -> Exchange:
-        return _adapter(getattr(importlib.import_module(module), cls), name, cfg, creds,
-                        settings)
-    return build
+_BUILT_IN = {"ccxt": ("worker.exchange.ccxt_adapter", "CCXTAdapter"),
+             "binance": ("worker.exchange.binance", "BinanceExchange"),
+             "bybit": ("worker.exchange.bybit", "BybitExchange")}
 
 
 class ExchangeFactory:
-    """Implements the ExchangeProvider port."""
+    """Implements the ExchangeProvider port. Retries and reconciliations of the
+    exchanges it builds are counted in ``metrics`` when given."""
 
-    _drivers: dict[str, Builder] = {
-        "paper": _paper,
-        "ccxt": _lazy("worker.exchange.ccxt_adapter", "CCXTAdapter"),
-        "binance": _lazy("worker.exchange.binance", "BinanceExchange"),
-        "bybit": _lazy("worker.exchange.bybit", "BybitExchange"),
-    }
-
-    def __init__(self, settings: Settings) -> None:
+    def __init__(self, settings: Settings, *, metrics: Metrics | None = None) -> None:
         self.settings = settings
-        self._drivers = dict(type(self)._drivers)
+        self.metrics = metrics
+        self._drivers: dict[str, Builder] = {"paper": self._paper}
+        for driver, (module, cls) in _BUILT_IN.items():
+            self._drivers[driver] = self._lazy(module, cls)
         self._live: dict[tuple[str, str], Exchange] = {}
         self._locks: dict[tuple[str, str], asyncio.Lock] = {}
+
+    def _paper(self, name: str, cfg: ExchangeConfig, creds: Credentials | None,
+               settings: Settings) -> Exchange:
+        return PaperExchange(name, cfg, placement=placement_policy(settings, self.metrics))
+
+    def _lazy(self, module: str, cls: str) -> Builder:
+        """A builder importing its class on first use (keeps ccxt out of start-up)."""
+        def build(name: str, cfg: ExchangeConfig, creds: Credentials | None,
+                  settings: Settings) -> Exchange:
+            return _adapter(getattr(importlib.import_module(module), cls), name, cfg, creds,
+                            settings, self.metrics)
+        return build
 
     def register(self, driver: str, target: type | Builder) -> None:
         """``register("binance", BinanceExchange)`` (a ccxt adapter class) or a builder
         ``(name, config, credentials, settings) -> Exchange`` for anything else."""
         if isinstance(target, type):
             klass = target
-            self._drivers[driver] = lambda n, c, cr, s: _adapter(klass, n, c, cr, s)
+            self._drivers[driver] = lambda n, c, cr, s: _adapter(klass, n, c, cr, s, self.metrics)
         else:
             self._drivers[driver] = target
+
+    def drivers(self) -> list[str]:
+        """Registered driver names (start-up checks every configured exchange's driver)."""
+        return sorted(self._drivers)
 
     def is_spot(self, exchange: str) -> bool:
         cfg = self.settings.exchange(exchange)

@@ -43,6 +43,8 @@ class PlacementPolicy:
     creates: int = 2
     """Create calls at most per placement (each after a confirmed absence)."""
     refused_backoff_s: float = 1.0
+    on_reconcile: Callable[[], None] | None = None
+    """Called for every ambiguous create that is reconciled (metrics)."""
 
 
 async def _find_patiently(placer: _Placer, req: OrderRequest, policy: PlacementPolicy,
@@ -90,8 +92,9 @@ async def place_once(placer: _Placer, req: OrderRequest, policy: PlacementPolicy
             return await placer.create_order(req)
         except AmbiguousOrderState as exc:
             last, ambiguous = exc, True
-            if on_reconcile is not None:
-                on_reconcile()
+            for hook in (on_reconcile, policy.on_reconcile):
+                if hook is not None:
+                    hook()
             log.warning("ambiguous create, reconciling: %r", exc,
                         extra={"client_order_id": req.client_order_id})
             found = await _find_patiently(placer, req, policy, sent_at)

@@ -22,16 +22,19 @@ from worker.errors import RateLimited, TransientError
 T = TypeVar("T")
 
 
+RetryHook = Callable[[str, BaseException], None]
+
+
 class RetryPolicy(msgspec.Struct, frozen=True, kw_only=True):
     attempts: int = 5
     max_total_s: float = 20.0
     initial_s: float = 0.2
     max_backoff_s: float = 5.0
+    on_retry: RetryHook | None = None
+    """Called before each retry (metrics) when the caller passes no hook of its own."""
 
 
 NO_RETRY = RetryPolicy(attempts=1, max_total_s=0.0, initial_s=0.0, max_backoff_s=0.0)
-
-RetryHook = Callable[[str, BaseException], None]
 
 
 def _delay(policy: RetryPolicy, attempt: int, exc: BaseException | None) -> float:
@@ -59,6 +62,7 @@ async def call_with_retry(
     """Run ``fn``; retry TransientError within ``policy``; re-raise the last error.
 
     The first attempt runs outside tenacity (the common case costs one await)."""
+    on_retry = on_retry or policy.on_retry
     try:
         return await fn()
     except TransientError as exc:

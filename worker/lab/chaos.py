@@ -71,7 +71,7 @@ class Chaos:
 
     def worker_env(self, index: int, sim_url: str) -> dict[str, str]:
         # the simulator is local: no client-side rate limit needed
-        exchanges = {"binance": {"driver": "binance", "urls": {"rest": sim_url},
+        exchanges = {"binance": {"driver": "binance", "live": True, "urls": {"rest": sim_url},
                                  "timeout_ms": 1000, "rate_limit": False,
                                  "options": {"recvWindow": 1500}}}
         rate = self.crashes_expected / max(1, self.orders) / 4

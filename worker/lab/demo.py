@@ -89,7 +89,7 @@ def _open_log(path: str) -> IO[str]:
 
 async def main() -> int:
     env = dict(os.environ, OW_PREFIX=PREFIX, OW_EXCHANGES=json.dumps(EXCHANGES),
-               OW_LOG_JSON="true", OW_POLL_INTERVAL_S="0.1", AMQP_URL=AMQP_URL)
+               OW_LOG_JSON="true", OW_TRACK_POLL_S="0.1", AMQP_URL=AMQP_URL)
     log_path = f"/tmp/{PREFIX}.log"
     print(f"broker {AMQP_URL}  topology prefix {PREFIX}  worker log {log_path}")
     with _open_log(log_path) as log_file:
