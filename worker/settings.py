@@ -43,6 +43,10 @@ class ExchangeConfig(msgspec.Struct, frozen=True, kw_only=True):
     paper_prices: dict[str, Decimal] = {}
     paper_fill_ratio: Decimal = Decimal("1")
     """Share of an order's amount the paper book can fill per tick (<1: partials)."""
+    at_most_once: bool = False
+    """Allow a ccxt exchange that cannot look an order up by client id (closed orders
+    included): each client id is sent at most once per process, an ambiguous create
+    stays unknown (never re-created). Without it such an exchange is refused."""
 
 
 

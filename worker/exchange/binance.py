@@ -6,7 +6,9 @@
   hence the lookup before every create (placement.place_once).
 * markets: only the configured market type is loaded; no private currency call.
 * fees: order endpoints carry no commission, so a filled order's fee is
-  summed from its trades (myTrades by orderId).
+  summed per currency from its trades (myTrades by orderId). While that list
+  lags (its amounts sum to less than the order's filled amount) the fee is
+  unknown: TransientError, the caller retries, no wrong fee is ever reported.
 """
 
 from __future__ import annotations
@@ -16,8 +18,9 @@ from typing import Any
 
 import msgspec
 
-from worker.errors import OrderNotFound
+from worker.errors import OrderNotFound, TransientError
 from worker.exchange.ccxt_adapter import LINEAR_DERIVATIVES, CCXTAdapter
+from worker.exchange.ccxt_parse import single_fee, sum_fees
 from worker.exchange.models import OrderRequest, OrderState
 
 DEFAULT_RECV_WINDOW_MS = 5000
@@ -72,14 +75,14 @@ class BinanceExchange(CCXTAdapter):
         return await self._with_fees(await super().get_order(symbol, order_id))
 
     async def _with_fees(self, state: OrderState) -> OrderState:
-        if not state.is_terminal or state.filled == 0 or state.fee:
+        if not state.is_terminal or state.filled == 0 or state.fees:
             return state
         trades = await self._call("fetch_order_trades", self.client.fetch_order_trades,
                                   state.id, state.symbol)
-        fee, ccy = Decimal(0), None
-        for t in trades:
-            f = t.get("fee") or {}
-            if f.get("cost") is not None:
-                fee += Decimal(str(f["cost"]))
-                ccy = f.get("currency") or ccy
-        return msgspec.structs.replace(state, fee=fee, fee_currency=ccy) if trades else state
+        traded = sum((Decimal(str(t.get("amount") or 0)) for t in trades), Decimal(0))
+        if traded < state.filled:
+            raise TransientError(f"trades of order {state.id} lag: {traded} of "
+                                 f"{state.filled} listed; fee not known yet")
+        fees = sum_fees([t.get("fee") for t in trades])
+        fee, ccy = single_fee(fees)
+        return msgspec.structs.replace(state, fee=fee, fee_currency=ccy, fees=fees)

@@ -2,13 +2,18 @@
 
 Error translation (ccxt -> worker.errors), most specific first:
 
-    any call      RateLimitExceeded, DDoSProtection        -> RateLimited (transient)
+    any call      "execution status unknown" codes (UNKNOWN_OUTCOME: Binance
+                  -1000/-1001/-1006/-1007, Bybit 10000/10016/170001/170146)
+                                                           -> AmbiguousOrderState when
+                                                              creating, else TransientError
+                  RateLimitExceeded, DDoSProtection        -> RateLimited (transient)
                   AuthenticationError, PermissionDenied    -> AuthError
                   InsufficientFunds                        -> InsufficientFunds
                   OrderNotFound                            -> OrderNotFound
                   InvalidOrder, BadRequest (NOTIONAL...)   -> InvalidOrder
                   other ExchangeError, NotSupported        -> PermanentError
-    create_order  InvalidNonce                             -> TransientError (refused)
+    create_order  duplicate client id (DUPLICATE_CLIENT_ID)  -> DuplicateClientOrderId
+                  InvalidNonce                             -> TransientError (refused)
                   NetworkError, RequestTimeout, 5xx,
                   OperationFailed, BadResponse, anything
                   unexpected                               -> AmbiguousOrderState (reconcile)
@@ -20,6 +25,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import re
 from decimal import Decimal
 from typing import Any, Literal, Self
 
@@ -27,7 +33,12 @@ import ccxt.async_support as ccxt_async
 from ccxt.base import errors as ce
 
 from worker import errors as we
-from worker.exchange.ccxt_parse import deep_merge, parse_order, to_decimal
+from worker.exchange.ccxt_parse import (
+    can_find_closed_orders,
+    deep_merge,
+    parse_order,
+    to_decimal,
+)
 from worker.exchange.credentials import Credentials
 from worker.exchange.models import (
     Balance,
@@ -46,10 +57,25 @@ LINEAR_DERIVATIVES = {"spot": "spot", "future": "linear", "swap": "linear"}
 """fetch_market_types for exchanges whose futures/swaps are USDT-margined 'linear' markets."""
 
 
+UNKNOWN_OUTCOME = re.compile(
+    r'"code"\s*:\s*"?-10(00|01|06|07)\b|"retCode"\s*:\s*"?(10000|10016|170001|170146)\b'
+    r"|execution status unknown", re.IGNORECASE)
+"""Documented answers meaning "the request may or may not have been executed"."""
+DUPLICATE_CLIENT_ID = re.compile(
+    r'"retCode"\s*:\s*"?(110072|170141)\b|OrderLinkedID is duplicate|Duplicate order sent'
+    r"|Duplicate clientOrderId", re.IGNORECASE)
+"""Refusals of a create because an order with this client id already exists."""
+
+
 def translate(exc: BaseException, *, creating: bool = False) -> we.ExchangeError:
     """Map a ccxt (or transport) exception to exactly one of our error classes.
     The message (it reaches events and logs) is scrubbed of signatures and keys."""
     msg = REDACTOR.scrub(f"{type(exc).__name__}: {exc}")[:500]
+    text = str(exc)
+    if UNKNOWN_OUTCOME.search(text):
+        return we.AmbiguousOrderState(msg) if creating else we.TransientError(msg)
+    if creating and DUPLICATE_CLIENT_ID.search(text):
+        return we.DuplicateClientOrderId(msg)
     if isinstance(exc, ce.RateLimitExceeded | ce.DDoSProtection):
         return we.RateLimited(msg)
     if isinstance(exc, ce.AuthenticationError):
@@ -91,6 +117,7 @@ class CCXTAdapter:
             base, settle_s=max(base.settle_s, self.request_window_s()))
         self.client: Any = None
         self.reconciliations = 0
+        self._sent_once: set[str] = set()
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}(name={self.name!r}, id={self.ccxt_id!r})"
@@ -138,9 +165,21 @@ class CCXTAdapter:
             client.urls = deep_merge(client.urls, cfg.urls)
         return client
 
+    def check_capabilities(self) -> None:
+        """Refuse an exchange on which a placed order cannot be found again by client id
+        (see ``can_find_closed_orders``) unless ``at_most_once`` accepts that risk."""
+        if self.config.at_most_once or can_find_closed_orders(self.client.has):
+            return
+        raise we.UnknownExchange(
+            f"exchange {self.name!r} (ccxt {self.ccxt_id!r}) cannot look up closed or "
+            "canceled orders by client order id, so an ambiguous create could be placed "
+            "twice; set at_most_once: true in its exchange config to run it at most once "
+            "per client id (ambiguous outcomes stay unknown), or use another exchange")
+
     async def __aenter__(self) -> Self:
         self.client = self.build_client()
         try:
+            self.check_capabilities()
             await self._call("load_markets", self.client.load_markets)
         except BaseException:
             await self.client.close()
@@ -203,8 +242,23 @@ class CCXTAdapter:
         def counted() -> None:
             self.reconciliations += 1
 
+        if self.config.at_most_once and not can_find_closed_orders(self.client.has):
+            return await self._at_most_once(request)
         return await place_once(self, request, self.placement, on_reconcile=counted,
                                 assume_absent=assume_absent)
+
+    async def _at_most_once(self, req: OrderRequest) -> OrderState:
+        """One create per client id in this process; an ambiguous one stays unknown."""
+        sent = self._sent_once
+        found = await self.find_order(req.symbol, req.client_order_id)
+        if found is not None:
+            return found
+        if req.client_order_id in sent:
+            raise we.AmbiguousOrderState(
+                f"{req.client_order_id} was sent before and cannot be found (at-most-once "
+                f"mode on {self.name!r}): outcome unknown, not re-created")
+        sent.add(req.client_order_id)
+        return await self.create_order(req)
 
     def _precise(self, req: OrderRequest) -> tuple[str, str | None]:
         """Round to the market's precision (amount down) and check minimums locally."""
@@ -230,14 +284,20 @@ class CCXTAdapter:
             raise translate(exc, creating=True) from exc
         state = self.parse_order(raw, req)
         if state.status == "open" and state.filled == 0 and not raw.get("status"):
-            return await self.get_order(req.symbol, state.id)  # ack-only response
+            try:  # ack-only response: accepted, state unknown until looked up
+                return await self.get_order(req.symbol, state.id)
+            except we.ExchangeError as exc:
+                raise we.AmbiguousOrderState(
+                    f"order {state.id} accepted, follow-up lookup failed: {exc}") from exc
         return state
 
     async def find_order(self, symbol: str, client_order_id: str) -> OrderState | None:
         """Generic lookup: open orders, then recent closed/canceled ones."""
         lookups = (("fetch_open_orders", "fetchOpenOrders"),
+                   ("fetch_canceled_and_closed_orders", "fetchCanceledAndClosedOrders"),
                    ("fetch_closed_orders", "fetchClosedOrders"),
-                   ("fetch_canceled_orders", "fetchCanceledOrders"))
+                   ("fetch_canceled_orders", "fetchCanceledOrders"),
+                   ("fetch_orders", "fetchOrders"))
         for method, capability in lookups:
             if not self.client.has.get(capability):
                 continue

@@ -34,8 +34,11 @@ class OrderState(msgspec.Struct, frozen=True, kw_only=True):
     price: Decimal | None = None
     average: Decimal | None = None
     fee: Decimal = Decimal(0)
+    """The fee when it is paid in one currency (``fee_currency``); 0 when in several."""
     fee_currency: str | None = None
     timestamp_ms: int | None = None
+    fees: dict[str, Decimal] = {}
+    """Every fee summed per currency."""
 
     @property
     def is_terminal(self) -> bool:

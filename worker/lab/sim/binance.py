@@ -31,6 +31,9 @@ from worker.lab.sim.binance_json import exchange_info, order_json, ticker_json, 
 from worker.lab.sim.faults import FaultPlan
 from worker.settings import ExchangeConfig
 
+_UNKNOWN = {"code": -1007, "msg": "Timeout waiting for response from backend server. Send "
+                                  "status unknown; execution status unknown."}
+
 
 class BinanceError(Exception):
     def __init__(self, status: int, code: int, msg: str) -> None:
@@ -110,6 +113,8 @@ class BinanceSim:
             return self._json({"code": -1001, "msg": "Internal error."}, int(kind or 500))
         if kind == "429":
             return self._json({"code": -1003, "msg": "Too many requests."}, 429)
+        if kind == "unknown":
+            return self._json(_UNKNOWN, 408)
         if kind == "reset":
             _drop(request)
             raise web.HTTPServiceUnavailable()
@@ -121,6 +126,8 @@ class BinanceSim:
             response = self._json({"code": exc.code, "msg": exc.msg}, exc.status)
         if kind == "500_after":
             return self._json({"code": -1001, "msg": "Internal error; unable to process."}, 500)
+        if kind == "unknown_after":
+            return self._json(_UNKNOWN, 408)
         if kind == "accept_drop":
             _drop(request)
             raise web.HTTPServiceUnavailable()
