@@ -68,3 +68,15 @@ async def bybit(request: pytest.FixtureRequest,
                                                  refused_backoff_s=0.05))
     async with ex:
         yield ex
+
+
+@pytest.fixture
+async def binance_futures(sim: BinanceSim) -> AsyncIterator[BinanceExchange]:
+    cfg = ExchangeConfig(driver="binance", market_type="swap",
+                         urls={"rest": f"http://127.0.0.1:{sim.port}"}, timeout_ms=TIMEOUT_MS,
+                         options={"recvWindow": RECV_WINDOW_MS})
+    ex = BinanceExchange("binance-usdm", cfg, Credentials(KEY, SECRET), retry=FAST_RETRY,
+                         placement=PlacementPolicy(lookups=3, lookup_delay_s=0.1,
+                                                   refused_backoff_s=0.05))
+    async with ex:
+        yield ex

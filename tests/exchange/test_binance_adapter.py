@@ -171,7 +171,7 @@ async def test_fee_is_unknown_while_the_trade_list_lags(binance: BinanceExchange
     async def lagging(*_: object) -> list[object]:
         return []
 
-    monkeypatch.setattr(binance.client, "fetch_order_trades", lagging)
+    monkeypatch.setattr(binance.client, "fetch_my_trades", lagging)
     with pytest.raises(errors.TransientError, match="lag"):
         await binance.find_order(r.symbol, r.client_order_id)
 

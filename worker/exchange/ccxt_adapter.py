@@ -62,8 +62,8 @@ UNKNOWN_OUTCOME = re.compile(
     r"|execution status unknown", re.IGNORECASE)
 """Documented answers meaning "the request may or may not have been executed"."""
 DUPLICATE_CLIENT_ID = re.compile(
-    r'"retCode"\s*:\s*"?(110072|170141)\b|OrderLinkedID is duplicate|Duplicate order sent'
-    r"|Duplicate clientOrderId", re.IGNORECASE)
+    r'"retCode"\s*:\s*"?(110072|170141)\b|"code"\s*:\s*"?-4116\b|OrderLinkedID is duplicate'
+    r"|Duplicate order sent|Duplicate clientOrderId|ClientOrderId is duplicated", re.IGNORECASE)
 """Refusals of a create because an order with this client id already exists."""
 
 

@@ -2,7 +2,8 @@
 
 Endpoints under /api/v3: ping, time, exchangeInfo, ticker/24hr, ticker/price,
 klines, account, order (POST/GET/DELETE, by orderId or origClientOrderId),
-openOrders, allOrders, myTrades. Signed calls are checked like Binance does:
+openOrders, allOrders, myTrades; USDⓈ-M futures under /fapi
+(binance_futures). Signed calls are checked like Binance does:
 X-MBX-APIKEY, HMAC-SHA256 ``signature`` over the query (GET/DELETE) or body
 (POST), ``timestamp`` within ``recvWindow``. Matching is the paper engine, one
 book per API key. Faults come from ``worker.lab.sim.faults``; the admin API
@@ -27,7 +28,14 @@ from aiohttp import web
 from worker.errors import InsufficientFunds, InvalidOrder, OrderNotFound
 from worker.exchange.models import OrderRequest, OrderState
 from worker.exchange.paper import PaperExchange
-from worker.lab.sim.binance_json import exchange_info, order_json, ticker_json, trade_json
+from worker.lab.sim.binance_futures import FuturesApi
+from worker.lab.sim.binance_json import (
+    BinanceError,
+    exchange_info,
+    order_json,
+    ticker_json,
+    trade_json,
+)
 from worker.lab.sim.faults import FaultPlan
 from worker.settings import ExchangeConfig
 
@@ -35,19 +43,15 @@ _UNKNOWN = {"code": -1007, "msg": "Timeout waiting for response from backend ser
                                   "status unknown; execution status unknown."}
 
 
-class BinanceError(Exception):
-    def __init__(self, status: int, code: int, msg: str) -> None:
-        super().__init__(msg)
-        self.status, self.code, self.msg = status, code, msg
-
-
 def _group(request: web.Request) -> str:
     path = request.path
     if path.endswith("/order"):
         return {"POST": "create", "DELETE": "cancel"}.get(request.method, "query")
-    if path.endswith(("/openOrders", "/allOrders", "/myTrades")):
+    if path.endswith(("/openOrders", "/allOrders", "/myTrades", "/userTrades",
+                      "/positionRisk")):
         return "query"
-    if path.endswith("/account"):
+    if path.endswith(("/account", "/balance", "/leverage", "/leverageBracket",
+                      "/commissionRate")):
         return "account"
     return "market"
 
@@ -60,6 +64,8 @@ class BinanceSim:
                              paper_balances=balances or {"USDT": Decimal("100000000"),
                                                          "BTC": Decimal("1000")})
         self.books = {key: PaperExchange("binance-sim", cfg, tick_s=0.02) for key in keys}
+        self.futures = FuturesApi(self, {key: PaperExchange("binance-fapi", cfg, tick_s=0.02)
+                                         for key in keys})
         self.faults = FaultPlan()
         self.requests = 0
         self.runner: web.AppRunner | None = None
@@ -82,6 +88,7 @@ class BinanceSim:
         r.add_get("/api/v3/openOrders", self.open_orders)
         r.add_get("/api/v3/allOrders", self.all_orders)
         r.add_get("/api/v3/myTrades", self.my_trades)
+        self.futures.routes(r)
         r.add_post("/_admin/faults", self.set_faults)
         r.add_get("/_admin/stats", self.stats)
         return app
@@ -262,7 +269,7 @@ class BinanceSim:
 
     def orders_per_client_id(self) -> dict[str, int]:
         counts: dict[str, int] = {}
-        for book in self.books.values():
+        for book in (*self.books.values(), *self.futures.books.values()):
             for order in book._orders.values():
                 cid = order.req.client_order_id
                 counts[cid] = counts.get(cid, 0) + 1
