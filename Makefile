@@ -29,7 +29,7 @@ test-fast: install
 	$(BIN)/python -m pytest -q tests/unit
 
 lint: install
-	$(BIN)/ruff check worker schemas tests
+	$(BIN)/ruff check worker schemas tests examples
 	$(BIN)/mypy
 
 bench: install broker

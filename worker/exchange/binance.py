@@ -18,7 +18,7 @@ from typing import Any
 
 import msgspec
 
-from worker.errors import OrderNotFound, TransientError
+from worker.errors import AmbiguousOrderState, ExchangeError, OrderNotFound, TransientError
 from worker.exchange.ccxt_adapter import LINEAR_DERIVATIVES, CCXTAdapter
 from worker.exchange.ccxt_parse import single_fee, sum_fees
 from worker.exchange.models import OrderRequest, OrderState
@@ -78,6 +78,17 @@ class BinanceExchange(CCXTAdapter):
         # spot FULL carries the fills; futures know RESULT (the state after matching)
         params["newOrderRespType"] = "FULL" if self.config.market_type == "spot" else "RESULT"
         return params
+
+    async def create_order(self, req: OrderRequest) -> OrderState:
+        """Futures responses carry no commission: a filled order's fee comes from its
+        trades. A failure there says nothing about the order, which exists: ambiguous,
+        so placement adopts it by lookup (never reads it as refused)."""
+        state = await super().create_order(req)
+        try:
+            return await self._with_fees(state)
+        except ExchangeError as exc:
+            raise AmbiguousOrderState(f"order {state.id} placed, fee lookup failed: {exc}"
+                                      ) from exc
 
     async def find_order(self, symbol: str, client_order_id: str) -> OrderState | None:
         try:

@@ -62,6 +62,14 @@ class BybitExchange(CCXTAdapter):
             raise OrderNotFound(f"bybit order {order_id} not found")
         return found
 
+    async def get_order_history(self, symbol: str, limit: int = 100) -> list[OrderState]:
+        """Open orders, then closed and canceled ones (ccxt has no fetchOrders for Bybit)."""
+        rows = [*await self._call("fetch_open_orders", self.client.fetch_open_orders, symbol),
+                *await self._call("fetch_canceled_and_closed_orders",
+                                  self.client.fetch_canceled_and_closed_orders, symbol, None,
+                                  limit)]
+        return [self.parse_order(r) for r in rows][:limit]
+
     def parse_order(self, raw: dict[str, Any], req: OrderRequest | None = None) -> OrderState:
         state = super().parse_order(raw, req)
         info = raw.get("info") or {}

@@ -27,12 +27,13 @@ import asyncio
 import dataclasses
 import re
 from decimal import Decimal
-from typing import Any, Literal, Self
+from typing import Any, Self
 
 import ccxt.async_support as ccxt_async
 from ccxt.base import errors as ce
 
 from worker import errors as we
+from worker.exchange.ccxt_account import CcxtAccount
 from worker.exchange.ccxt_parse import (
     can_find_closed_orders,
     deep_merge,
@@ -41,15 +42,14 @@ from worker.exchange.ccxt_parse import (
 )
 from worker.exchange.credentials import Credentials
 from worker.exchange.models import (
-    Balance,
     Candle,
     MarketRules,
     OrderRequest,
     OrderState,
-    Position,
 )
 from worker.exchange.placement import PlacementPolicy, place_once
 from worker.exchange.retry import RetryPolicy, call_with_retry
+from worker.exchange.seed_api import order_request
 from worker.logs import REDACTOR
 from worker.settings import ExchangeConfig
 
@@ -97,7 +97,7 @@ def translate(exc: BaseException, *, creating: bool = False) -> we.ExchangeError
     return we.TransientError(msg)
 
 
-class CCXTAdapter:
+class CCXTAdapter(CcxtAccount):
     """Generic ccxt exchange; subclasses add per-exchange quirks."""
 
     client_id_param = "clientOrderId"
@@ -237,8 +237,17 @@ class CCXTAdapter:
             params["timeInForce"] = req.time_in_force
         return params
 
-    async def execute_trade(self, request: OrderRequest, *,
-                            assume_absent: bool = False) -> OrderState:
+    async def execute_trade(self, request: OrderRequest | None = None, *,
+                            assume_absent: bool = False, symbol: str | None = None,
+                            side: str | None = None,
+                            amount: Decimal | float | str | None = None,
+                            type: str = "market", price: Decimal | float | str | None = None,
+                            client_order_id: str | None = None) -> OrderState:
+        """Place ``request`` (or the seed form ``symbol=, side=, amount=[, type, price]``,
+        see ``seed_api``) at most once per client order id."""
+        request = order_request(request, symbol=symbol, side=side, amount=amount, type=type,
+                                price=price, client_order_id=client_order_id)
+
         def counted() -> None:
             self.reconciliations += 1
 
@@ -322,45 +331,6 @@ class CCXTAdapter:
     async def get_order_history(self, symbol: str, limit: int = 100) -> list[OrderState]:
         rows = await self._call("fetch_orders", self.client.fetch_orders, symbol, None, limit)
         return [self.parse_order(r) for r in rows]
-
-    # -- account ---------------------------------------------------------------------
-    async def get_balances(self) -> dict[str, Balance]:
-        raw = await self._call("fetch_balance", self.client.fetch_balance)
-        out = {}
-        for asset, total in (raw.get("total") or {}).items():
-            if total is None:
-                continue
-            free = raw.get("free", {}).get(asset) or 0
-            used = raw.get("used", {}).get(asset) or 0
-            out[asset] = Balance(asset=asset, free=Decimal(str(free)), used=Decimal(str(used)),
-                                 total=Decimal(str(total)))
-        return out
-
-    async def get_portfolio_value(self, quote: str = "USDT") -> Decimal:
-        total = Decimal(0)
-        for asset, bal in (await self.get_balances()).items():
-            if bal.total == 0:
-                continue
-            if asset == quote:
-                total += bal.total
-            elif f"{asset}/{quote}" in self.client.markets:
-                total += bal.total * await self.get_ticker_price(f"{asset}/{quote}")
-        return total
-
-    async def get_positions(self) -> list[Position]:
-        if self.config.market_type == "spot":
-            return [Position(symbol=asset, side="long", amount=b.total)
-                    for asset, b in (await self.get_balances()).items() if b.total > 0]
-        rows = await self._call("fetch_positions", self.client.fetch_positions)
-        out = []
-        for p in rows:
-            size = Decimal(str(p.get("contracts") or 0)) * Decimal(str(p.get("contractSize") or 1))
-            side: Literal["long", "short", "flat"] = (
-                "short" if p.get("side") == "short" else "long") if size else "flat"
-            out.append(Position(symbol=p["symbol"], side=side,
-                                amount=size, entry_price=to_decimal(p.get("entryPrice")),
-                                unrealized_pnl=to_decimal(p.get("unrealizedPnl"))))
-        return out
 
     def parse_order(self, raw: dict[str, Any], req: OrderRequest | None = None) -> OrderState:
         return parse_order(raw, req)

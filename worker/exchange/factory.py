@@ -15,9 +15,12 @@ from worker.errors import AuthError, UnknownExchange
 from worker.exchange.credentials import Credentials, load_credentials
 from worker.exchange.paper import PaperExchange
 from worker.exchange.ports import Exchange
+from worker.exchange.standalone import ExchangeType, create_exchange
 from worker.logs import REDACTOR
 from worker.policy import placement_policy, retry_policy
 from worker.settings import ExchangeConfig, Settings
+
+__all__ = ["ExchangeFactory", "ExchangeType", "create_exchange"]
 
 Builder = Callable[[str, ExchangeConfig, Credentials | None, Settings], Exchange]
 
@@ -47,7 +50,10 @@ def _lazy(module: str, cls: str) -> Builder:
 
 
 class ExchangeFactory:
-    """Implements the ExchangeProvider port."""
+    """Implements the ExchangeProvider port. ``ExchangeFactory.create_exchange(...)`` is
+    the standalone entry point of the seed document (see ``standalone``)."""
+
+    create_exchange = staticmethod(create_exchange)
 
     _drivers: dict[str, Builder] = {
         "paper": _paper,

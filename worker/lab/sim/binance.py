@@ -2,7 +2,7 @@
 
 Endpoints under /api/v3: ping, time, exchangeInfo, ticker/24hr, ticker/price,
 klines, account, order (POST/GET/DELETE, by orderId or origClientOrderId),
-openOrders, allOrders, myTrades; USDⓈ-M futures under /fapi
+openOrders, allOrders, myTrades, /sapi/v1/asset/tradeFee; USDⓈ-M futures under /fapi
 (binance_futures). Signed calls are checked like Binance does:
 X-MBX-APIKEY, HMAC-SHA256 ``signature`` over the query (GET/DELETE) or body
 (POST), ``timestamp`` within ``recvWindow``. Matching is the paper engine, one
@@ -51,7 +51,7 @@ def _group(request: web.Request) -> str:
                       "/positionRisk")):
         return "query"
     if path.endswith(("/account", "/balance", "/leverage", "/leverageBracket",
-                      "/commissionRate")):
+                      "/commissionRate", "/accountConfig", "/tradeFee")):
         return "account"
     return "market"
 
@@ -88,6 +88,7 @@ class BinanceSim:
         r.add_get("/api/v3/openOrders", self.open_orders)
         r.add_get("/api/v3/allOrders", self.all_orders)
         r.add_get("/api/v3/myTrades", self.my_trades)
+        r.add_get("/sapi/v1/asset/tradeFee", self.trade_fee)
         self.futures.routes(r)
         r.add_post("/_admin/faults", self.set_faults)
         r.add_get("/_admin/stats", self.stats)
@@ -260,6 +261,12 @@ class BinanceSim:
         if p.get("orderId"):
             states = [s for s in states if s.id == f"P{p['orderId']}"]
         return self._json([trade_json(s) for s in states if s.filled > 0])
+
+    async def trade_fee(self, request: web.Request) -> web.Response:
+        book, p = await self._signed(request)
+        symbols = [p["symbol"]] if p.get("symbol") else [s.replace("/", "") for s in book._books]
+        return self._json([{"symbol": s, "makerCommission": "0.001", "takerCommission": "0.001"}
+                           for s in symbols])
 
     # -- admin -----------------------------------------------------------------------
     async def set_faults(self, request: web.Request) -> web.Response:

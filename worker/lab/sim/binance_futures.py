@@ -2,7 +2,7 @@
 
 Public: /fapi/v1/{ping,time,exchangeInfo,ticker/24hr,ticker/price,klines}.
 Signed: /fapi/v1/{order (POST/GET/DELETE), openOrders, allOrders, userTrades,
-leverage, leverageBracket, commissionRate}, /fapi/v2|v3/{account, balance,
+leverage, leverageBracket, commissionRate, accountConfig}, /fapi/v2|v3/{account, balance,
 positionRisk}. One paper book per API key, separate from spot; positions
 (one-way mode) are derived from fills. As Binance documents it: a client id is
 refused (-4116) only while an order with it is open; the default
@@ -106,6 +106,7 @@ class FuturesApi:
         r.add_post("/fapi/v1/leverage", self.set_leverage)
         r.add_get("/fapi/v1/leverageBracket", self.brackets)
         r.add_get("/fapi/v1/commissionRate", self.commission)
+        r.add_get("/fapi/v1/accountConfig", self.account_config)
         for v in ("v2", "v3"):
             r.add_get(f"/fapi/{v}/account", self.account)
             r.add_get(f"/fapi/{v}/balance", self.balance)
@@ -213,6 +214,12 @@ class FuturesApi:
         _, _, p = await self._signed(request)
         return web.json_response({"symbol": p.get("symbol"), "makerCommissionRate": "0.001",
                                   "takerCommissionRate": "0.001"})
+
+    async def account_config(self, request: web.Request) -> web.Response:
+        await self._signed(request)
+        return web.json_response({"feeTier": 0, "canTrade": True, "canDeposit": True,
+                                  "canWithdraw": True, "dualSidePosition": False,
+                                  "updateTime": 0, "multiAssetsMargin": False, "tradeGroupId": -1})
 
     async def _assets(self, book: PaperExchange) -> list[dict[str, Any]]:
         out = []
