@@ -3,6 +3,8 @@ PY ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 export AMQP_URL ?= amqp://guest:guest@127.0.0.1:5672/
+# make demo EXCHANGE=binance|bybit: the same orders via local servers and the real ccxt client
+EXCHANGE ?= paper
 
 .PHONY: install broker demo test test-fast lint bench chaos clean
 
@@ -20,7 +22,7 @@ broker:
 	@bash deploy/ensure-broker.sh
 
 demo: install broker
-	$(BIN)/python -m worker demo
+	EXCHANGE=$(EXCHANGE) $(BIN)/python -m worker demo
 
 test: install broker
 	$(BIN)/python -m pytest -q

@@ -1,4 +1,6 @@
 """``make demo``: a worker process on the paper exchange, sample orders, their events.
+``make demo EXCHANGE=binance|bybit`` sends the same orders through the real ccxt client
+to local servers speaking that exchange's API (``demo_venues``).
 
 Runs against the real RabbitMQ at AMQP_URL, under its own topology prefix.
 """
@@ -22,15 +24,16 @@ from schemas.events import event_kind
 from worker.broker.deadletters import drain_dead_letters
 from worker.broker.topology import delete
 from worker.client import OrderClient
+from worker.lab.demo_venues import venue
 
 AMQP_URL = os.environ.get("AMQP_URL", "amqp://guest:guest@127.0.0.1:5672/")
 PREFIX = f"orderworker-demo-{uuid.uuid4().hex[:6]}"
-EXCHANGES = {"paper": {}, "paper_thin": {"driver": "paper", "paper_fill_ratio": "0.25"}}
+VENUE = os.environ.get("EXCHANGE") or "paper"
 
 
 def _cmd(n: int, **kw: object) -> PlaceOrder:
     base: dict[str, object] = {"command_id": f"demo-{n}", "account": "alice",
-                               "exchange": "paper", "created_at": datetime.now(UTC)}
+                               "exchange": VENUE, "created_at": datetime.now(UTC)}
     return PlaceOrder(**{**base, **kw})  # type: ignore[arg-type]
 
 
@@ -42,7 +45,7 @@ def samples() -> list[tuple[str, Command | bytes]]:
         ("limit sell 2 SOL below market (fills)", _cmd(2, symbol="SOL/USDT", side="sell",
                                                        type="limit", amount="2", price="149")),
         ("market buy 1 BTC on a thin book (partial fills)",
-         _cmd(3, exchange="paper_thin", symbol="BTC/USDT", side="buy", type="market",
+         _cmd(3, exchange=f"{VENUE}_thin", symbol="BTC/USDT", side="buy", type="market",
               amount="1", timeout_s=10)),
         ("limit buy 1 ETH far below market, 2 s timeout (canceled)",
          _cmd(4, symbol="ETH/USDT", side="buy", type="limit", amount="1", price="2800",
@@ -52,11 +55,11 @@ def samples() -> list[tuple[str, Command | bytes]]:
         ("resting limit buy 0.1 BTC", _cmd(6, symbol="BTC/USDT", side="buy", type="limit",
                                            amount="0.1", price="50000", timeout_s=60)),
         ("cancel of demo-6", CancelOrder(command_id="demo-7", account="alice",
-                                         exchange="paper", symbol="BTC/USDT",
+                                         exchange=VENUE, symbol="BTC/USDT",
                                          target_command_id="demo-6", created_at=now)),
         ("negative amount (invalid: rejected + dead-lettered)",
          json.dumps({"kind": "place_order", "command_id": "demo-8", "account": "alice",
-                     "exchange": "paper", "symbol": "BTC/USDT", "side": "buy",
+                     "exchange": VENUE, "symbol": "BTC/USDT", "side": "buy",
                      "type": "market", "amount": "-1",
                      "created_at": now.isoformat()}).encode()),
         ("garbage bytes (dead-lettered)", b"\xff\xfenot json"),
@@ -88,8 +91,13 @@ def _open_log(path: str) -> IO[str]:
 
 
 async def main() -> int:
-    env = dict(os.environ, OW_PREFIX=PREFIX, OW_EXCHANGES=json.dumps(EXCHANGES),
-               OW_LOG_JSON="true", OW_POLL_INTERVAL_S="0.1", AMQP_URL=AMQP_URL)
+    async with venue(VENUE) as (exchanges, credentials):
+        return await run(exchanges, credentials)
+
+
+async def run(exchanges: dict[str, object], credentials: dict[str, str]) -> int:
+    env = dict(os.environ, OW_PREFIX=PREFIX, OW_EXCHANGES=json.dumps(exchanges),
+               OW_LOG_JSON="true", OW_POLL_INTERVAL_S="0.1", AMQP_URL=AMQP_URL, **credentials)
     log_path = f"/tmp/{PREFIX}.log"
     print(f"broker {AMQP_URL}  topology prefix {PREFIX}  worker log {log_path}")
     with _open_log(log_path) as log_file:
