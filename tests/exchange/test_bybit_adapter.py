@@ -148,3 +148,17 @@ async def test_bad_key_and_bad_signature_are_auth_errors(bybit_sim: BybitSim) ->
         with pytest.raises(errors.AuthError):  # ccxt's load_markets makes a private call
             async with ex:
                 pass
+
+
+async def test_duplicate_link_id_after_a_lagging_lookup_reconciles_never_rejects(
+        bybit: BybitExchange, bybit_sim: BybitSim) -> None:
+    r = req(bybit, type="limit", price=Decimal("40000"))
+    placed = await bybit.execute_trade(r)
+    await bybit.cancel_order(r.symbol, placed.id)
+    await admin(bybit_sim, "faults", {"rules": [], "history_delay_ms": 800})
+    await admin(bybit_sim, "restart", {})
+    # a redelivered command: the lookup misses (history lags), the create is refused as a
+    # duplicate (110072) -> reconcile by lookup until history shows the canceled order
+    state = await bybit.execute_trade(r)
+    assert state.id == placed.id and state.status == "canceled"
+    assert bybit_sim.orders_per_client_id()[r.client_order_id] == 1
