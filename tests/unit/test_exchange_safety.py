@@ -11,6 +11,7 @@ from worker import errors
 from worker.exchange.ccxt_adapter import CCXTAdapter, translate
 from worker.exchange.ccxt_parse import parse_order
 from worker.exchange.credentials import Credentials
+from worker.exchange.models import OrderRequest, OrderState
 from worker.settings import ExchangeConfig
 
 
@@ -62,3 +63,41 @@ def test_fees_are_summed_per_currency() -> None:
     assert state.fee == 0 and state.fee_currency is None
     one = parse_order({**raw, "fees": raw["fees"][1:]})
     assert one.fee == Decimal("0.5") and one.fee_currency == "USDT"
+
+
+async def test_at_most_once_mode_never_sends_a_client_id_twice() -> None:
+    ex = CCXTAdapter("stamp", ExchangeConfig(driver="ccxt", ccxt_id="bitstamp",
+                                             at_most_once=True), None)
+    ex.client = ex.build_client()
+    sent: list[str] = []
+
+    async def find(symbol: str, cid: str) -> None:
+        return None  # bitstamp cannot see a filled order
+
+    async def create(req: OrderRequest) -> OrderState:
+        sent.append(req.client_order_id)
+        raise errors.AmbiguousOrderState("timeout")
+
+    ex.find_order = find  # type: ignore[method-assign,assignment]
+    ex.create_order = create  # type: ignore[method-assign]
+    request = OrderRequest(symbol="BTC/USD", side="buy", type="market", amount=Decimal(1),
+                           client_order_id="ow-1")
+    for _ in range(2):
+        with pytest.raises(errors.AmbiguousOrderState):
+            await ex.execute_trade(request)
+    assert sent == ["ow-1"]
+    await ex.client.close()
+
+
+async def test_factory_check_names_the_incapable_exchange_before_any_command() -> None:
+    from worker.exchange.factory import ExchangeFactory
+    from worker.settings import load_settings
+
+    ok = ExchangeFactory(load_settings({"OW_EXCHANGES": '{"b": {"driver": "bybit"}, '
+                                                        '"s": {"driver": "ccxt", "ccxt_id": '
+                                                        '"bitstamp", "at_most_once": true}}'}))
+    await ok.check_exchanges()
+    bad = ExchangeFactory(load_settings(
+        {"OW_EXCHANGES": '{"stamp": {"driver": "ccxt", "ccxt_id": "bitstamp"}}'}))
+    with pytest.raises(errors.UnknownExchange, match="'stamp'"):
+        await bad.check_exchanges()

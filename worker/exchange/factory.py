@@ -10,6 +10,9 @@ from __future__ import annotations
 import asyncio
 import importlib
 from collections.abc import Callable
+from typing import Any
+
+import msgspec
 
 from worker.errors import AuthError, UnknownExchange
 from worker.exchange.credentials import Credentials, load_credentials
@@ -76,6 +79,27 @@ class ExchangeFactory:
             self._drivers[driver] = lambda n, c, cr, s: _adapter(klass, n, c, cr, s)
         else:
             self._drivers[driver] = target
+
+    async def check_exchanges(self) -> None:
+        """Raise UnknownExchange (naming it) for a configured exchange whose driver is
+        missing or whose ccxt exchange cannot find orders by client id (see
+        ``CCXTAdapter.check_capabilities``). No network; meant for start-up."""
+        for name, cfg in self.settings.exchanges.items():
+            builder = self._drivers.get(cfg.driver)
+            if builder is None:
+                raise UnknownExchange(f"no driver {cfg.driver!r} for exchange {name!r}")
+            if cfg.driver == "paper":
+                continue
+            probe: Any = builder(name, msgspec.structs.replace(
+                cfg, options={**cfg.options, "allow_public_only": True}), None, self.settings)
+            check = getattr(probe, "check_capabilities", None)
+            if check is None:
+                continue
+            probe.client = probe.build_client()
+            try:
+                check()
+            finally:
+                await probe.client.close()
 
     def is_spot(self, exchange: str) -> bool:
         cfg = self.settings.exchange(exchange)
