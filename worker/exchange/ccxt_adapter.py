@@ -33,20 +33,15 @@ import ccxt.async_support as ccxt_async
 from ccxt.base import errors as ce
 
 from worker import errors as we
-from worker.exchange.ccxt_account import CcxtAccount
 from worker.exchange.ccxt_parse import (
     can_find_closed_orders,
     deep_merge,
     parse_order,
     to_decimal,
 )
+from worker.exchange.ccxt_reads import CcxtReads
 from worker.exchange.credentials import Credentials
-from worker.exchange.models import (
-    Candle,
-    MarketRules,
-    OrderRequest,
-    OrderState,
-)
+from worker.exchange.models import MarketRules, OrderRequest, OrderState
 from worker.exchange.placement import PlacementPolicy, place_once
 from worker.exchange.retry import RetryPolicy, call_with_retry
 from worker.exchange.seed_api import order_request
@@ -97,7 +92,7 @@ def translate(exc: BaseException, *, creating: bool = False) -> we.ExchangeError
     return we.TransientError(msg)
 
 
-class CCXTAdapter(CcxtAccount):
+class CCXTAdapter(CcxtReads):
     """Generic ccxt exchange; subclasses add per-exchange quirks."""
 
     client_id_param = "clientOrderId"
@@ -202,21 +197,6 @@ class CCXTAdapter(CcxtAccount):
         return await call_with_retry(self.retry, op, once)
 
     # -- market data -------------------------------------------------------------
-    async def get_ticker_price(self, symbol: str) -> Decimal:
-        t = await self._call("fetch_ticker", self.client.fetch_ticker, symbol)
-        price = t.get("last") or t.get("close")
-        if price is None and t.get("bid") and t.get("ask"):
-            price = (Decimal(str(t["bid"])) + Decimal(str(t["ask"]))) / 2
-        if price is None:
-            raise we.TransientError(f"no price in ticker for {symbol}")
-        return Decimal(str(price))
-
-    async def fetch_ohlcv(self, symbol: str, timeframe: str = "1m",
-                          limit: int = 100) -> list[Candle]:
-        rows = await self._call("fetch_ohlcv", self.client.fetch_ohlcv, symbol, timeframe,
-                                None, limit)
-        return [Candle(int(r[0]), *(Decimal(str(v)) for v in r[1:6])) for r in rows]
-
     async def get_market_rules(self, symbol: str) -> MarketRules:
         try:
             m = self.client.market(symbol)

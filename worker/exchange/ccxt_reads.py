@@ -1,5 +1,5 @@
-"""Account operations of the ccxt adapters (balances, positions, fees); no ccxt import:
-they go through the adapter's ``_call`` (retry + error translation) and ``client``."""
+"""Read-only calls of the ccxt adapters (prices, candles, balances, positions, fees); no
+ccxt import: they go through the adapter's ``_call`` (retry + error translation)."""
 
 from __future__ import annotations
 
@@ -7,14 +7,14 @@ from collections.abc import Sequence
 from decimal import Decimal
 from typing import Any, Literal
 
-from worker.errors import PermanentError
+from worker.errors import PermanentError, TransientError
 from worker.exchange.ccxt_parse import to_decimal
-from worker.exchange.models import Balance, Position, TradingFee
+from worker.exchange.models import Balance, Candle, Position, TradingFee
 from worker.exchange.seed_api import Positions
 from worker.settings import ExchangeConfig
 
 
-class CcxtAccount:
+class CcxtReads:
     client: Any
     config: ExchangeConfig
 
@@ -22,7 +22,20 @@ class CcxtAccount:
         raise NotImplementedError
 
     async def get_ticker_price(self, symbol: str) -> Decimal:
-        raise NotImplementedError
+        t = await self._call("fetch_ticker", self.client.fetch_ticker, symbol)
+        price = t.get("last") or t.get("close")
+        if price is None and t.get("bid") and t.get("ask"):
+            price = (Decimal(str(t["bid"])) + Decimal(str(t["ask"]))) / 2
+        if price is None:
+            raise TransientError(f"no price in ticker for {symbol}")
+        return Decimal(str(price))
+
+    async def fetch_ohlcv(self, symbol: str, timeframe: str = "1m",
+                          limit: int = 100) -> list[Candle]:
+        rows = await self._call("fetch_ohlcv", self.client.fetch_ohlcv, symbol, timeframe,
+                                None, limit)
+        return [Candle(int(r[0]), *(Decimal(str(v)) for v in r[1:6])) for r in rows]
+
 
     async def get_balances(self) -> dict[str, Balance]:
         raw = await self._call("fetch_balance", self.client.fetch_balance)
