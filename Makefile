@@ -5,6 +5,8 @@ BIN := $(VENV)/bin
 # AMQP_URL is passed through when set; unset, the tests use the local broker on
 # 127.0.0.1:5672 when one answers, else RabbitMQ in testcontainers when a Docker engine
 # runs (deploy/ensure-broker.sh then installs nothing).
+# make demo EXCHANGE=binance|bybit: the same orders via local servers and the real ccxt client
+EXCHANGE ?= paper
 
 .PHONY: install broker demo test test-fast lint bench chaos clean
 
@@ -22,7 +24,7 @@ broker:
 	@bash deploy/ensure-broker.sh
 
 demo: install broker
-	$(BIN)/python -m worker demo
+	EXCHANGE=$(EXCHANGE) $(BIN)/python -m worker demo
 
 test: install broker
 	$(BIN)/python -m pytest -q
@@ -31,7 +33,7 @@ test-fast: install
 	$(BIN)/python -m pytest -q tests/unit
 
 lint: install
-	$(BIN)/ruff check worker schemas tests
+	$(BIN)/ruff check worker schemas tests examples
 	$(BIN)/mypy
 
 bench: install broker

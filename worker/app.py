@@ -60,6 +60,9 @@ class Worker:
 
     async def start(self) -> None:
         s = self.settings
+        check = getattr(self.exchanges, "check_exchanges", None)
+        if check is not None:  # an exchange we could not place on safely stops start-up
+            await check()
         self.connection = await aio_pika.connect_robust(
             s.amqp_url, reconnect_interval=1.0,
             client_properties={"connection_name": f"orderworker-{s.worker_index}"})

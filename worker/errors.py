@@ -13,7 +13,8 @@
         │   ├── AuthError
         │   └── OrderNotFound
         └── AmbiguousOrderState create may or may not have happened -> reconcile by
-                                client order id, never blind retry
+            │                   client order id, never blind retry
+            └── DuplicateClientOrderId  the exchange already has this client id
 """
 
 from __future__ import annotations
@@ -79,3 +80,7 @@ class AmbiguousOrderState(ExchangeError):
     """A create call failed in a way that leaves the order's existence unknown."""
 
     reason = RejectReason.AMBIGUOUS
+
+
+class DuplicateClientOrderId(AmbiguousOrderState):
+    """The exchange says an order with this client id exists: reconcile by lookup."""

@@ -72,6 +72,10 @@ class ExchangeConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_f
     """Paper driver: starting prices per symbol."""
     paper_fill_ratio: Decimal = Decimal("1")
     """Share of an order's amount the paper book can fill per tick (<1: partials)."""
+    at_most_once: bool = False
+    """Allow a ccxt exchange that cannot look an order up by client id (closed orders
+    included): each client id is sent at most once per process, an ambiguous create
+    stays unknown (never re-created). Without it such an exchange is refused."""
 
     def __post_init__(self) -> None:
         if not Decimal(0) < self.paper_fill_ratio <= 1:

@@ -73,7 +73,7 @@ async def test_duplicate_client_id_of_open_order_is_refused_by_the_exchange(
         binance: BinanceExchange) -> None:
     r = req(type="limit", price=Decimal("40000"))
     await binance.create_order(r)
-    with pytest.raises(errors.InvalidOrder, match="Duplicate"):
+    with pytest.raises(errors.DuplicateClientOrderId, match="Duplicate"):
         await binance.create_order(r)
 
 
@@ -159,3 +159,31 @@ async def test_random_faults_everywhere_never_double_an_order(binance: BinanceEx
     assert placed >= 55
     assert max(counts.values()) == 1, {k: v for k, v in counts.items() if v > 1}
     assert sum(sim.faults.injected.values()) > 20
+
+
+async def test_fee_is_unknown_while_the_trade_list_lags(binance: BinanceExchange,
+                                                       monkeypatch: pytest.MonkeyPatch) -> None:
+    r = req()
+    await binance.execute_trade(r)
+    found = await binance.find_order(r.symbol, r.client_order_id)
+    assert found is not None and found.fees == {"USDT": found.fee} and found.fee > 0
+
+    async def lagging(*_: object) -> list[object]:
+        return []
+
+    monkeypatch.setattr(binance.client, "fetch_my_trades", lagging)
+    with pytest.raises(errors.TransientError, match="lag"):
+        await binance.find_order(r.symbol, r.client_order_id)
+
+
+@pytest.mark.parametrize("kind", ["unknown", "unknown_after"])
+async def test_unknown_execution_status_on_create_is_ambiguous_and_reconciles(
+        binance: BinanceExchange, sim: BinanceSim, kind: str) -> None:
+    sim.faults.set([{"kind": kind, "group": "create", "count": 1}])
+    r = req()
+    with pytest.raises(errors.AmbiguousOrderState):
+        await binance.create_order(r)
+    sim.faults.set([{"kind": kind, "group": "create", "count": 1}])
+    r2 = req()
+    state = await binance.execute_trade(r2)
+    assert state.status == "closed" and sim.orders_per_client_id()[r2.client_order_id] == 1

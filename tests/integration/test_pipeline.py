@@ -59,7 +59,7 @@ async def test_invalid_and_garbage_are_rejected_and_dead_lettered(amqp_url: str)
             rejected2 = await client.wait_terminal("bad-2", 20)
         dead = await h.dead_letters(expect=3)
     assert isinstance(rejected, OrderRejected) and rejected.reason == RejectReason.MALFORMED
-    assert "$.amount" in rejected.message
+    assert rejected.message.startswith("amount must be a decimal string")
     assert isinstance(rejected2, OrderRejected) and rejected2.reason == RejectReason.INVALID
     reasons = sorted(str(m.headers["x-orderworker-reason"]) for m in dead)
     assert len(reasons) == 3

@@ -47,11 +47,13 @@ async def test_three_workers_audit_and_per_account_order(
     store = SqliteStore(str(tmp_path / "audit.sqlite3"))
     try:
         async with harness(amqp_url, OW_EXCHANGES=json.dumps(exchanges),
-                           OW_SHARDS=str(SHARDS), OW_WORKER_COUNT=str(WORKERS)) as h:
-            workers = [await h.start_worker(worker_index=i) for i in range(WORKERS)]
+                           OW_SHARDS=str(SHARDS), OW_WORKER_COUNT=str(WORKERS),
+                           OW_STANDBY_DELAY_S="2") as h:
+            workers = list(await asyncio.gather(*(h.start_worker(worker_index=i)
+                                                  for i in range(WORKERS))))
             audit = AuditConsumer(amqp_url, store, prefix=h.prefix, shards=SHARDS)
             await audit.start()
-            await asyncio.sleep(0.5)  # standby subscriptions are in place
+            await asyncio.sleep(2.5)  # standby subscriptions are in place
             cmds = [place(command_id=f"{a}-{i}", account=a, exchange="binance", amount="0.001")
                     for i in range(PER_ACCOUNT) for a in accounts]
             async with h.client() as client:

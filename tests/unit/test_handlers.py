@@ -7,9 +7,10 @@ from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 
+import msgspec
 import pytest
 
-from schemas import Event, RejectReason, client_order_id
+from schemas import Event, PlaceOrder, RejectReason, client_order_id
 from tests.conftest import cancel, place
 from tests.unit.fakes import ScriptedPaper
 from worker.errors import AmbiguousOrderState, TransientError
@@ -157,10 +158,12 @@ async def test_cancel_right_behind_a_retrying_place_cancels_it() -> None:
     (place(exchange="nowhere"), RejectReason.UNKNOWN_EXCHANGE),
     (place(amount="0.00000001"), RejectReason.EXCHANGE_INVALID_ORDER),  # below min notional
 ])
-async def test_rejections_publish_reason_and_ack(cmd: object, reason: RejectReason) -> None:
+async def test_rejections_publish_reason_and_ack(cmd: PlaceOrder, reason: RejectReason) -> None:
+    if reason != RejectReason.STALE:  # built at collection: keep it fresh in a long run
+        cmd = msgspec.structs.replace(cmd, created_at=datetime.now(UTC))
     deps, pub, paper = make(OW_RISK_MAX_POSITION="1000", OW_RISK_MAX_NOTIONAL="250000")
     paper._balances["BTC"] = Decimal("2")
-    outcome = await handle(cmd, deps, Delivery())  # type: ignore[arg-type]
+    outcome = await handle(cmd, deps, Delivery())
     assert outcome.action == "ack"
     assert pub.kinds() == ["OrderRejected"]
     assert pub.events[0].reason == reason  # type: ignore[union-attr]

@@ -6,7 +6,9 @@
   hence the lookup before every create (placement.place_once).
 * markets: only the configured market type is loaded; no private currency call.
 * fees: order endpoints carry no commission, so a filled order's fee is
-  summed from its trades (myTrades by orderId).
+  summed per currency from its trades (myTrades / userTrades by orderId). While that list
+  lags (its amounts sum to less than the order's filled amount) the fee is
+  unknown: TransientError, the caller retries, no wrong fee is ever reported.
 """
 
 from __future__ import annotations
@@ -16,12 +18,15 @@ from typing import Any
 
 import msgspec
 
-from worker.errors import OrderNotFound
+from worker.errors import AmbiguousOrderState, ExchangeError, OrderNotFound, TransientError
 from worker.exchange.ccxt_adapter import LINEAR_DERIVATIVES, CCXTAdapter
+from worker.exchange.ccxt_parse import single_fee, sum_fees
 from worker.exchange.models import OrderRequest, OrderState
 
 DEFAULT_RECV_WINDOW_MS = 5000
-_HOSTS = ("https://api.binance.com", "https://testnet.binance.vision")
+_HOSTS = ("https://api.binance.com", "https://testnet.binance.vision",
+          "https://fapi.binance.com", "https://testnet.binancefuture.com",
+          "https://demo-fapi.binance.com")
 
 
 class BinanceExchange(CCXTAdapter):
@@ -50,15 +55,40 @@ class BinanceExchange(CCXTAdapter):
         rest = self.config.urls.get("rest")
         client = super().build_client()
         if isinstance(rest, str):
+            base = rest.rstrip("/")
             for key, url in list(client.urls["api"].items()):
                 if isinstance(url, str) and url.startswith(_HOSTS):
-                    client.urls["api"][key] = rest.rstrip("/") + "/" + url.split("/", 3)[3]
+                    client.urls["api"][key] = base + "/" + url.split("/", 3)[3]
+            by_url = client.get_exceptions_by_url
+
+            def exceptions_by_url(url: str | None, kind: str) -> Any:
+                """ccxt picks its spot/futures error codes by host: map ours back."""
+                if url and url.startswith(base + "/"):
+                    path = url[len(base):]
+                    host = "fapi" if path.startswith("/fapi/") else (
+                        "dapi" if path.startswith("/dapi/") else "api")
+                    url = f"https://{host}.binance.com{path}"
+                return by_url(url, kind)
+
+            client.get_exceptions_by_url = exceptions_by_url
         return client
 
     def create_params(self, req: OrderRequest) -> dict[str, Any]:
         params = super().create_params(req)
-        params["newOrderRespType"] = "FULL"
+        # spot FULL carries the fills; futures know RESULT (the state after matching)
+        params["newOrderRespType"] = "FULL" if self.config.market_type == "spot" else "RESULT"
         return params
+
+    async def create_order(self, req: OrderRequest) -> OrderState:
+        """Futures responses carry no commission: a filled order's fee comes from its
+        trades. A failure there says nothing about the order, which exists: ambiguous,
+        so placement adopts it by lookup (never reads it as refused)."""
+        state = await super().create_order(req)
+        try:
+            return await self._with_fees(state)
+        except ExchangeError as exc:
+            raise AmbiguousOrderState(f"order {state.id} placed, fee lookup failed: {exc}"
+                                      ) from exc
 
     async def find_order(self, symbol: str, client_order_id: str) -> OrderState | None:
         try:
@@ -72,14 +102,14 @@ class BinanceExchange(CCXTAdapter):
         return await self._with_fees(await super().get_order(symbol, order_id))
 
     async def _with_fees(self, state: OrderState) -> OrderState:
-        if not state.is_terminal or state.filled == 0 or state.fee:
+        if not state.is_terminal or state.filled == 0 or state.fees:
             return state
-        trades = await self._call("fetch_order_trades", self.client.fetch_order_trades,
-                                  state.id, state.symbol)
-        fee, ccy = Decimal(0), None
-        for t in trades:
-            f = t.get("fee") or {}
-            if f.get("cost") is not None:
-                fee += Decimal(str(f["cost"]))
-                ccy = f.get("currency") or ccy
-        return msgspec.structs.replace(state, fee=fee, fee_currency=ccy) if trades else state
+        trades = await self._call("fetch_my_trades", self.client.fetch_my_trades,
+                                  state.symbol, None, None, {"orderId": state.id})
+        traded = sum((Decimal(str(t.get("amount") or 0)) for t in trades), Decimal(0))
+        if traded < state.filled:
+            raise TransientError(f"trades of order {state.id} lag: {traded} of "
+                                 f"{state.filled} listed; fee not known yet")
+        fees = sum_fees([t.get("fee") for t in trades])
+        fee, ccy = single_fee(fees)
+        return msgspec.structs.replace(state, fee=fee, fee_currency=ccy, fees=fees)

@@ -1,11 +1,27 @@
-"""Bybit quirks: ``orderLinkId`` is the client id; fetch_order needs an order id, so a
-lookup by client id searches open, then closed and canceled orders with that link id."""
+"""Bybit v5 quirks on top of the generic ccxt adapter.
+
+* client id: ``orderLinkId`` (never reusable: a duplicate is refused with 110072).
+* a create answers only orderId/orderLinkId, so the adapter looks the order up.
+* lookups go to the raw endpoints, not ccxt's helpers: ``fetch_closed_orders``
+  adds ``orderStatus=Filled`` (canceled orders invisible) and ``fetch_order``
+  refuses without ``acknowledged``. An order is searched in ``/v5/order/realtime``
+  by orderId/orderLinkId (open and recently closed orders), then in
+  ``/v5/order/history`` without a status filter (after an exchange restart closed
+  orders are only there, and history shows them with a documented delay).
+* ccxt reads ``PartiallyFilledCanceled`` as "closed"; it is a canceled order.
+"""
 
 from __future__ import annotations
 
+from typing import Any
+
+import msgspec
+
 from worker.errors import OrderNotFound
 from worker.exchange.ccxt_adapter import LINEAR_DERIVATIVES, CCXTAdapter
-from worker.exchange.models import OrderState
+from worker.exchange.models import OrderRequest, OrderState
+
+_CANCELED = frozenset({"PartiallyFilledCanceled", "Deactivated"})
 
 
 class BybitExchange(CCXTAdapter):
@@ -13,21 +29,50 @@ class BybitExchange(CCXTAdapter):
     default_ccxt_id = "bybit"
     fetch_market_types = LINEAR_DERIVATIVES
 
-    async def find_order(self, symbol: str, client_order_id: str) -> OrderState | None:
-        params = {"orderLinkId": client_order_id}
-        for method in (self.client.fetch_open_orders,
-                       self.client.fetch_canceled_and_closed_orders):
-            rows = await self._call(method.__name__, method, symbol, None, None, params)
-            for raw in rows:
-                if raw.get("clientOrderId") == client_order_id:
-                    return self.parse_order(raw)
+    def request_window_s(self) -> float:
+        """Bybit drops a request older than recv_window (timestamps up to 1 s ahead pass)."""
+        return int(self.config.options.get("recvWindow", 5000)) / 1000 + 1.5
+
+    def build_client(self) -> Any:
+        """``urls: {"rest": "http://host:port"}`` points every Bybit REST base there."""
+        rest = self.config.urls.get("rest")
+        client = super().build_client()
+        if isinstance(rest, str):
+            client.urls["api"] = {k: rest.rstrip("/") for k in client.urls["api"]}
+        return client
+
+    async def _lookup(self, symbol: str, **query: str) -> OrderState | None:
+        market = self.client.market(symbol)
+        category = "spot" if market.get("spot") else (
+            "inverse" if market.get("inverse") else "linear")
+        request = {"category": category, "symbol": market["id"], **query}
+        for endpoint in ("privateGetV5OrderRealtime", "privateGetV5OrderHistory"):
+            response = await self._call(endpoint, getattr(self.client, endpoint), request)
+            rows = (response.get("result") or {}).get("list") or []
+            if rows:
+                return self.parse_order(self.client.parse_order(rows[0], market))
         return None
 
+    async def find_order(self, symbol: str, client_order_id: str) -> OrderState | None:
+        return await self._lookup(symbol, orderLinkId=client_order_id)
+
     async def get_order(self, symbol: str, order_id: str) -> OrderState:
-        for method in (self.client.fetch_open_order, self.client.fetch_closed_order):
-            try:
-                raw = await self._call(method.__name__, method, order_id, symbol)
-            except OrderNotFound:
-                continue  # not in this list; try the next one
-            return self.parse_order(raw)
-        raise OrderNotFound(f"bybit order {order_id} not found")
+        found = await self._lookup(symbol, orderId=order_id)
+        if found is None:
+            raise OrderNotFound(f"bybit order {order_id} not found")
+        return found
+
+    async def get_order_history(self, symbol: str, limit: int = 100) -> list[OrderState]:
+        """Open orders, then closed and canceled ones (ccxt has no fetchOrders for Bybit)."""
+        rows = [*await self._call("fetch_open_orders", self.client.fetch_open_orders, symbol),
+                *await self._call("fetch_canceled_and_closed_orders",
+                                  self.client.fetch_canceled_and_closed_orders, symbol, None,
+                                  limit)]
+        return [self.parse_order(r) for r in rows][:limit]
+
+    def parse_order(self, raw: dict[str, Any], req: OrderRequest | None = None) -> OrderState:
+        state = super().parse_order(raw, req)
+        info = raw.get("info") or {}
+        if info.get("orderStatus") in _CANCELED and state.status != "canceled":
+            return msgspec.structs.replace(state, status="canceled")
+        return state

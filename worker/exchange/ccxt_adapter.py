@@ -2,13 +2,18 @@
 
 Error translation (ccxt -> worker.errors), most specific first:
 
-    any call      RateLimitExceeded, DDoSProtection        -> RateLimited (transient)
+    any call      "execution status unknown" codes (UNKNOWN_OUTCOME: Binance
+                  -1000/-1001/-1006/-1007, Bybit 10000/10016/170001/170146)
+                                                           -> AmbiguousOrderState when
+                                                              creating, else TransientError
+                  RateLimitExceeded, DDoSProtection        -> RateLimited (transient)
                   AuthenticationError, PermissionDenied    -> AuthError
                   InsufficientFunds                        -> InsufficientFunds
                   OrderNotFound                            -> OrderNotFound
                   InvalidOrder, BadRequest (NOTIONAL...)   -> InvalidOrder
                   other ExchangeError, NotSupported        -> PermanentError
-    create_order  InvalidNonce                             -> TransientError (refused)
+    create_order  duplicate client id (DUPLICATE_CLIENT_ID)  -> DuplicateClientOrderId
+                  InvalidNonce                             -> TransientError (refused)
                   NetworkError, RequestTimeout, 5xx,
                   OperationFailed, BadResponse, anything
                   unexpected                               -> AmbiguousOrderState (reconcile)
@@ -20,25 +25,26 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import re
 from decimal import Decimal
-from typing import Any, Literal, Self
+from typing import Any, Self
 
 import ccxt.async_support as ccxt_async
 from ccxt.base import errors as ce
 
 from worker import errors as we
-from worker.exchange.ccxt_parse import deep_merge, parse_order, to_decimal
-from worker.exchange.credentials import Credentials
-from worker.exchange.models import (
-    Balance,
-    Candle,
-    MarketRules,
-    OrderRequest,
-    OrderState,
-    Position,
+from worker.exchange.ccxt_parse import (
+    can_find_closed_orders,
+    deep_merge,
+    parse_order,
+    to_decimal,
 )
+from worker.exchange.ccxt_reads import CcxtReads
+from worker.exchange.credentials import Credentials
+from worker.exchange.models import MarketRules, OrderRequest, OrderState
 from worker.exchange.placement import PlacementPolicy, place_once
 from worker.exchange.retry import RetryPolicy, call_with_retry
+from worker.exchange.seed_api import order_request
 from worker.logs import REDACTOR
 from worker.settings import ExchangeConfig
 
@@ -46,10 +52,25 @@ LINEAR_DERIVATIVES = {"spot": "spot", "future": "linear", "swap": "linear"}
 """fetch_market_types for exchanges whose futures/swaps are USDT-margined 'linear' markets."""
 
 
+UNKNOWN_OUTCOME = re.compile(
+    r'"code"\s*:\s*"?-10(00|01|06|07)\b|"retCode"\s*:\s*"?(10000|10016|170001|170146)\b'
+    r"|execution status unknown", re.IGNORECASE)
+"""Documented answers meaning "the request may or may not have been executed"."""
+DUPLICATE_CLIENT_ID = re.compile(
+    r'"retCode"\s*:\s*"?(110072|170141)\b|"code"\s*:\s*"?-4116\b|OrderLinkedID is duplicate'
+    r"|Duplicate order sent|Duplicate clientOrderId|ClientOrderId is duplicated", re.IGNORECASE)
+"""Refusals of a create because an order with this client id already exists."""
+
+
 def translate(exc: BaseException, *, creating: bool = False) -> we.ExchangeError:
     """Map a ccxt (or transport) exception to exactly one of our error classes.
     The message (it reaches events and logs) is scrubbed of signatures and keys."""
     msg = REDACTOR.scrub(f"{type(exc).__name__}: {exc}")[:500]
+    text = str(exc)
+    if UNKNOWN_OUTCOME.search(text):
+        return we.AmbiguousOrderState(msg) if creating else we.TransientError(msg)
+    if creating and DUPLICATE_CLIENT_ID.search(text):
+        return we.DuplicateClientOrderId(msg)
     if isinstance(exc, ce.RateLimitExceeded | ce.DDoSProtection):
         return we.RateLimited(msg)
     if isinstance(exc, ce.AuthenticationError):
@@ -71,7 +92,7 @@ def translate(exc: BaseException, *, creating: bool = False) -> we.ExchangeError
     return we.TransientError(msg)
 
 
-class CCXTAdapter:
+class CCXTAdapter(CcxtReads):
     """Generic ccxt exchange; subclasses add per-exchange quirks."""
 
     client_id_param = "clientOrderId"
@@ -91,6 +112,7 @@ class CCXTAdapter:
             base, settle_s=max(base.settle_s, self.request_window_s()))
         self.client: Any = None
         self.reconciliations = 0
+        self._sent_once: set[str] = set()
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}(name={self.name!r}, id={self.ccxt_id!r})"
@@ -138,9 +160,21 @@ class CCXTAdapter:
             client.urls = deep_merge(client.urls, cfg.urls)
         return client
 
+    def check_capabilities(self) -> None:
+        """Refuse an exchange on which a placed order cannot be found again by client id
+        (see ``can_find_closed_orders``) unless ``at_most_once`` accepts that risk."""
+        if self.config.at_most_once or can_find_closed_orders(self.client.has):
+            return
+        raise we.UnknownExchange(
+            f"exchange {self.name!r} (ccxt {self.ccxt_id!r}) cannot look up closed or "
+            "canceled orders by client order id, so an ambiguous create could be placed "
+            "twice; set at_most_once: true in its exchange config to run it at most once "
+            "per client id (ambiguous outcomes stay unknown), or use another exchange")
+
     async def __aenter__(self) -> Self:
         self.client = self.build_client()
         try:
+            self.check_capabilities()
             await self._call("load_markets", self.client.load_markets)
         except BaseException:
             await self.client.close()
@@ -163,21 +197,6 @@ class CCXTAdapter:
         return await call_with_retry(self.retry, op, once)
 
     # -- market data -------------------------------------------------------------
-    async def get_ticker_price(self, symbol: str) -> Decimal:
-        t = await self._call("fetch_ticker", self.client.fetch_ticker, symbol)
-        price = t.get("last") or t.get("close")
-        if price is None and t.get("bid") and t.get("ask"):
-            price = (Decimal(str(t["bid"])) + Decimal(str(t["ask"]))) / 2
-        if price is None:
-            raise we.TransientError(f"no price in ticker for {symbol}")
-        return Decimal(str(price))
-
-    async def fetch_ohlcv(self, symbol: str, timeframe: str = "1m",
-                          limit: int = 100) -> list[Candle]:
-        rows = await self._call("fetch_ohlcv", self.client.fetch_ohlcv, symbol, timeframe,
-                                None, limit)
-        return [Candle(int(r[0]), *(Decimal(str(v)) for v in r[1:6])) for r in rows]
-
     async def get_market_rules(self, symbol: str) -> MarketRules:
         try:
             m = self.client.market(symbol)
@@ -198,13 +217,37 @@ class CCXTAdapter:
             params["timeInForce"] = req.time_in_force
         return params
 
-    async def execute_trade(self, request: OrderRequest, *,
-                            assume_absent: bool = False) -> OrderState:
+    async def execute_trade(self, request: OrderRequest | None = None, *,
+                            assume_absent: bool = False, symbol: str | None = None,
+                            side: str | None = None,
+                            amount: Decimal | float | str | None = None,
+                            type: str = "market", price: Decimal | float | str | None = None,
+                            client_order_id: str | None = None) -> OrderState:
+        """Place ``request`` (or the seed form ``symbol=, side=, amount=[, type, price]``,
+        see ``seed_api``) at most once per client order id."""
+        request = order_request(request, symbol=symbol, side=side, amount=amount, type=type,
+                                price=price, client_order_id=client_order_id)
+
         def counted() -> None:
             self.reconciliations += 1
 
+        if self.config.at_most_once and not can_find_closed_orders(self.client.has):
+            return await self._at_most_once(request)
         return await place_once(self, request, self.placement, on_reconcile=counted,
                                 assume_absent=assume_absent)
+
+    async def _at_most_once(self, req: OrderRequest) -> OrderState:
+        """One create per client id in this process; an ambiguous one stays unknown."""
+        sent = self._sent_once
+        found = await self.find_order(req.symbol, req.client_order_id)
+        if found is not None:
+            return found
+        if req.client_order_id in sent:
+            raise we.AmbiguousOrderState(
+                f"{req.client_order_id} was sent before and cannot be found (at-most-once "
+                f"mode on {self.name!r}): outcome unknown, not re-created")
+        sent.add(req.client_order_id)
+        return await self.create_order(req)
 
     def _precise(self, req: OrderRequest) -> tuple[str, str | None]:
         """Round to the market's precision (amount down) and check minimums locally."""
@@ -230,14 +273,20 @@ class CCXTAdapter:
             raise translate(exc, creating=True) from exc
         state = self.parse_order(raw, req)
         if state.status == "open" and state.filled == 0 and not raw.get("status"):
-            return await self.get_order(req.symbol, state.id)  # ack-only response
+            try:  # ack-only response: accepted, state unknown until looked up
+                return await self.get_order(req.symbol, state.id)
+            except we.ExchangeError as exc:
+                raise we.AmbiguousOrderState(
+                    f"order {state.id} accepted, follow-up lookup failed: {exc}") from exc
         return state
 
     async def find_order(self, symbol: str, client_order_id: str) -> OrderState | None:
         """Generic lookup: open orders, then recent closed/canceled ones."""
         lookups = (("fetch_open_orders", "fetchOpenOrders"),
+                   ("fetch_canceled_and_closed_orders", "fetchCanceledAndClosedOrders"),
                    ("fetch_closed_orders", "fetchClosedOrders"),
-                   ("fetch_canceled_orders", "fetchCanceledOrders"))
+                   ("fetch_canceled_orders", "fetchCanceledOrders"),
+                   ("fetch_orders", "fetchOrders"))
         for method, capability in lookups:
             if not self.client.has.get(capability):
                 continue
@@ -262,45 +311,6 @@ class CCXTAdapter:
     async def get_order_history(self, symbol: str, limit: int = 100) -> list[OrderState]:
         rows = await self._call("fetch_orders", self.client.fetch_orders, symbol, None, limit)
         return [self.parse_order(r) for r in rows]
-
-    # -- account ---------------------------------------------------------------------
-    async def get_balances(self) -> dict[str, Balance]:
-        raw = await self._call("fetch_balance", self.client.fetch_balance)
-        out = {}
-        for asset, total in (raw.get("total") or {}).items():
-            if total is None:
-                continue
-            free = raw.get("free", {}).get(asset) or 0
-            used = raw.get("used", {}).get(asset) or 0
-            out[asset] = Balance(asset=asset, free=Decimal(str(free)), used=Decimal(str(used)),
-                                 total=Decimal(str(total)))
-        return out
-
-    async def get_portfolio_value(self, quote: str = "USDT") -> Decimal:
-        total = Decimal(0)
-        for asset, bal in (await self.get_balances()).items():
-            if bal.total == 0:
-                continue
-            if asset == quote:
-                total += bal.total
-            elif f"{asset}/{quote}" in self.client.markets:
-                total += bal.total * await self.get_ticker_price(f"{asset}/{quote}")
-        return total
-
-    async def get_positions(self) -> list[Position]:
-        if self.config.market_type == "spot":
-            return [Position(symbol=asset, side="long", amount=b.total)
-                    for asset, b in (await self.get_balances()).items() if b.total > 0]
-        rows = await self._call("fetch_positions", self.client.fetch_positions)
-        out = []
-        for p in rows:
-            size = Decimal(str(p.get("contracts") or 0)) * Decimal(str(p.get("contractSize") or 1))
-            side: Literal["long", "short", "flat"] = (
-                "short" if p.get("side") == "short" else "long") if size else "flat"
-            out.append(Position(symbol=p["symbol"], side=side,
-                                amount=size, entry_price=to_decimal(p.get("entryPrice")),
-                                unrealized_pnl=to_decimal(p.get("unrealizedPnl"))))
-        return out
 
     def parse_order(self, raw: dict[str, Any], req: OrderRequest | None = None) -> OrderState:
         return parse_order(raw, req)

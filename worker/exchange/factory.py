@@ -10,15 +10,21 @@ from __future__ import annotations
 import asyncio
 import importlib
 from collections.abc import Callable
+from typing import Any
+
+import msgspec
 
 from worker.errors import AuthError, UnknownExchange
 from worker.exchange.credentials import Credentials, load_credentials
 from worker.exchange.paper import PaperExchange
 from worker.exchange.ports import Exchange
+from worker.exchange.standalone import ExchangeType, create_exchange
 from worker.logs import REDACTOR
 from worker.metrics import Metrics
 from worker.policy import placement_policy, retry_policy
 from worker.settings import ExchangeConfig, Settings
+
+__all__ = ["ExchangeFactory", "ExchangeType", "create_exchange"]
 
 Builder = Callable[[str, ExchangeConfig, Credentials | None, Settings], Exchange]
 
@@ -40,7 +46,11 @@ _BUILT_IN = {"ccxt": ("worker.exchange.ccxt_adapter", "CCXTAdapter"),
 
 class ExchangeFactory:
     """Implements the ExchangeProvider port. Retries and reconciliations of the
-    exchanges it builds are counted in ``metrics`` when given."""
+    exchanges it builds are counted in ``metrics`` when given.
+    ``ExchangeFactory.create_exchange(...)`` is the standalone entry point of the seed
+    document (see ``standalone``)."""
+
+    create_exchange = staticmethod(create_exchange)
 
     def __init__(self, settings: Settings, *, metrics: Metrics | None = None) -> None:
         self.settings = settings
@@ -75,6 +85,27 @@ class ExchangeFactory:
     def drivers(self) -> list[str]:
         """Registered driver names (start-up checks every configured exchange's driver)."""
         return sorted(self._drivers)
+
+    async def check_exchanges(self) -> None:
+        """Raise UnknownExchange (naming it) for a configured exchange whose driver is
+        missing or whose ccxt exchange cannot find orders by client id (see
+        ``CCXTAdapter.check_capabilities``). No network; meant for start-up."""
+        for name, cfg in self.settings.exchanges.items():
+            builder = self._drivers.get(cfg.driver)
+            if builder is None:
+                raise UnknownExchange(f"no driver {cfg.driver!r} for exchange {name!r}")
+            if cfg.driver == "paper":
+                continue
+            probe: Any = builder(name, msgspec.structs.replace(
+                cfg, options={**cfg.options, "allow_public_only": True}), None, self.settings)
+            check = getattr(probe, "check_capabilities", None)
+            if check is None:
+                continue
+            probe.client = probe.build_client()
+            try:
+                check()
+            finally:
+                await probe.client.close()
 
     def is_spot(self, exchange: str) -> bool:
         cfg = self.settings.exchange(exchange)

@@ -34,8 +34,11 @@ class OrderState(msgspec.Struct, frozen=True, kw_only=True):
     price: Decimal | None = None
     average: Decimal | None = None
     fee: Decimal = Decimal(0)
+    """The fee when it is paid in one currency (``fee_currency``); 0 when in several."""
     fee_currency: str | None = None
     timestamp_ms: int | None = None
+    fees: dict[str, Decimal] = {}
+    """Every fee summed per currency."""
 
     @property
     def is_terminal(self) -> bool:
@@ -51,11 +54,34 @@ class Candle(msgspec.Struct, frozen=True, array_like=True):
     volume: Decimal
 
 
-class Balance(msgspec.Struct, frozen=True, kw_only=True):
-    asset: str
-    free: Decimal
-    used: Decimal
-    total: Decimal
+class Balance(msgspec.Struct, frozen=True):
+    """One asset's balance. ``Balance(0)`` (or ``Balance()``) is the empty balance, a
+    default for ``balances.get(asset, Balance(0))``; a positional amount is what is free."""
+
+    free: Decimal = Decimal(0)
+    used: Decimal = Decimal(0)
+    total: Decimal = Decimal(0)
+    """Left 0 while free or used is not: free + used."""
+    asset: str = ""
+
+    def __post_init__(self) -> None:
+        free, used, total = Decimal(self.free), Decimal(self.used), Decimal(self.total)
+        msgspec.structs.force_setattr(self, "free", free)
+        msgspec.structs.force_setattr(self, "used", used)
+        msgspec.structs.force_setattr(self, "total", total or free + used)
+
+    @property
+    def available(self) -> Decimal:
+        """What can be traded now (the seed API's name for ``free``)."""
+        return self.free
+
+
+class TradingFee(msgspec.Struct, frozen=True, kw_only=True):
+    """Maker and taker fee rates of one market (0.001 = 0.1 %)."""
+
+    symbol: str
+    maker: Decimal
+    taker: Decimal
 
 
 class Position(msgspec.Struct, frozen=True, kw_only=True):

@@ -13,6 +13,7 @@ import itertools
 import random
 import time
 from collections import deque
+from collections.abc import Sequence
 from decimal import ROUND_DOWN, Decimal
 from typing import Self
 
@@ -24,8 +25,10 @@ from worker.exchange.models import (
     OrderRequest,
     OrderState,
     Position,
+    TradingFee,
 )
 from worker.exchange.placement import PlacementPolicy, place_once
+from worker.exchange.seed_api import Positions, order_request
 from worker.settings import ExchangeConfig
 
 DEFAULT_PRICES = {
@@ -145,8 +148,14 @@ class PaperExchange:
                 for ts, ps in sorted(candles.items())][-limit:]
 
     # -- trading ---------------------------------------------------------------
-    async def execute_trade(self, request: OrderRequest, *,
-                            assume_absent: bool = False) -> OrderState:
+    async def execute_trade(self, request: OrderRequest | None = None, *,
+                            assume_absent: bool = False, symbol: str | None = None,
+                            side: str | None = None,
+                            amount: Decimal | float | str | None = None,
+                            type: str = "market", price: Decimal | float | str | None = None,
+                            client_order_id: str | None = None) -> OrderState:
+        request = order_request(request, symbol=symbol, side=side, amount=amount, type=type,
+                                price=price, client_order_id=client_order_id)
         return await place_once(self, request, self._placement, assume_absent=assume_absent)
 
     async def find_order(self, symbol: str, client_order_id: str) -> OrderState | None:
@@ -218,8 +227,13 @@ class PaperExchange:
                 total += amount * await self.get_ticker_price(f"{asset}/{quote}")
         return total
 
+    async def get_trading_fees(self, symbols: Sequence[str] | None = None
+                               ) -> dict[str, TradingFee]:
+        return {s: TradingFee(symbol=s, maker=FEE_RATE, taker=FEE_RATE)
+                for s in (symbols if symbols is not None else self._books)}
+
     async def get_positions(self) -> list[Position]:
-        out = []
+        out = Positions()
         for symbol in self._books:
             base = symbol.split("/")[0]
             amount = self._balances.get(base, Decimal(0))

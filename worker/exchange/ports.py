@@ -7,6 +7,7 @@ Every method raises only ``worker.errors.ExchangeError`` subclasses.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from decimal import Decimal
 from typing import Protocol, Self
 
@@ -17,6 +18,7 @@ from worker.exchange.models import (
     OrderRequest,
     OrderState,
     Position,
+    TradingFee,
 )
 
 
@@ -80,3 +82,18 @@ class Exchange(MarketDataProvider, TradingOperations, AccountOperations, Protoco
     async def __aenter__(self) -> Self: ...
 
     async def __aexit__(self, *exc: object) -> None: ...
+
+
+class StandaloneExchange(Exchange, Protocol):
+    """The seed document's module API (``factory.create_exchange``): an Exchange that
+    also takes ``execute_trade(symbol=, side=, amount=[, type, price])`` and reports fees."""
+
+    async def execute_trade(self, request: OrderRequest | None = None, *,
+                            assume_absent: bool = False, symbol: str | None = None,
+                            side: str | None = None,
+                            amount: Decimal | float | str | None = None,
+                            type: str = "market", price: Decimal | float | str | None = None,
+                            client_order_id: str | None = None) -> OrderState: ...
+
+    async def get_trading_fees(self, symbols: Sequence[str] | None = None
+                               ) -> dict[str, TradingFee]: ...

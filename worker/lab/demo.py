@@ -1,4 +1,6 @@
 """``make demo``: a worker process on the paper exchange, sample orders, their events.
+``make demo EXCHANGE=binance|bybit`` sends the same orders through the real ccxt client
+to local servers speaking that exchange's API (``demo_venues``).
 
 Runs against the real RabbitMQ at AMQP_URL, under its own topology prefix.
 """
@@ -16,21 +18,22 @@ from datetime import UTC, datetime
 from decimal import Decimal
 from typing import IO
 
-from schemas import CancelOrder, Event, OrderRejected, PlaceOrder
+from schemas import CancelDone, CancelOrder, Event, OrderRejected, PlaceOrder
 from schemas.commands import Command
 from schemas.events import event_kind
 from worker.broker.deadletters import drain_dead_letters
 from worker.broker.topology import delete
 from worker.client import OrderClient
+from worker.lab.demo_venues import venue
 
 AMQP_URL = os.environ.get("AMQP_URL", "amqp://guest:guest@127.0.0.1:5672/")
 PREFIX = f"orderworker-demo-{uuid.uuid4().hex[:6]}"
-EXCHANGES = {"paper": {}, "paper_thin": {"driver": "paper", "paper_fill_ratio": "0.25"}}
+VENUE = os.environ.get("EXCHANGE") or "paper"
 
 
 def _cmd(n: int, **kw: object) -> PlaceOrder:
     base: dict[str, object] = {"command_id": f"demo-{n}", "account": "alice",
-                               "exchange": "paper", "created_at": datetime.now(UTC)}
+                               "exchange": VENUE, "created_at": datetime.now(UTC)}
     return PlaceOrder(**{**base, **kw})  # type: ignore[arg-type]
 
 
@@ -42,21 +45,21 @@ def samples() -> list[tuple[str, Command | bytes]]:
         ("limit sell 2 SOL below market (fills)", _cmd(2, symbol="SOL/USDT", side="sell",
                                                        type="limit", amount="2", price="149")),
         ("market buy 1 BTC on a thin book (partial fills)",
-         _cmd(3, exchange="paper_thin", symbol="BTC/USDT", side="buy", type="market",
+         _cmd(3, exchange=f"{VENUE}_thin", symbol="BTC/USDT", side="buy", type="market",
               amount="1", timeout_s=10)),
         ("limit buy 1 ETH far below market, 2 s timeout (canceled)",
          _cmd(4, symbol="ETH/USDT", side="buy", type="limit", amount="1", price="2800",
               timeout_s=2)),
         ("market buy 100 BTC (risk: max notional)",
          _cmd(5, symbol="BTC/USDT", side="buy", type="market", amount="100")),
-        ("resting limit buy 0.1 BTC", _cmd(6, symbol="BTC/USDT", side="buy", type="limit",
-                                           amount="0.1", price="50000", timeout_s=60)),
-        ("cancel of demo-6", CancelOrder(command_id="demo-7", account="alice",
-                                         exchange="paper", symbol="BTC/USDT",
-                                         target_command_id="demo-6", created_at=now)),
+        ("resting limit buy 0.1 BTC, good till canceled", _cmd(
+            6, symbol="BTC/USDT", side="buy", type="limit", amount="0.1", price="50000")),
+        ("cancel of demo-6 (its own outcome: cancel_done)", CancelOrder(
+            command_id="demo-7", account="alice", exchange=VENUE,
+            target_command_id="demo-6", created_at=now)),
         ("negative amount (invalid: rejected + dead-lettered)",
          json.dumps({"kind": "place_order", "command_id": "demo-8", "account": "alice",
-                     "exchange": "paper", "symbol": "BTC/USDT", "side": "buy",
+                     "exchange": VENUE, "symbol": "BTC/USDT", "side": "buy",
                      "type": "market", "amount": "-1",
                      "created_at": now.isoformat()}).encode()),
         ("garbage bytes (dead-lettered)", b"\xff\xfenot json"),
@@ -67,6 +70,8 @@ def _line(e: Event) -> str:
     extra = ""
     if isinstance(e, OrderRejected):
         extra = f" reason={e.reason.value}: {e.message}"
+    elif isinstance(e, CancelDone):
+        extra = f" order {e.target_command_id} is {e.order_status}"
     avg = f" avg={e.average_price:.2f}" if e.average_price else ""
     return (f"  {e.command_id:<7} {event_kind(e):<23} seq={e.sequence:<8} "
             f"filled={_num(e.filled)}/{_num(e.amount)}{avg}{extra}")
@@ -88,8 +93,13 @@ def _open_log(path: str) -> IO[str]:
 
 
 async def main() -> int:
-    env = dict(os.environ, OW_PREFIX=PREFIX, OW_EXCHANGES=json.dumps(EXCHANGES),
-               OW_LOG_JSON="true", OW_TRACK_POLL_S="0.1", AMQP_URL=AMQP_URL)
+    async with venue(VENUE) as (exchanges, credentials):
+        return await run(exchanges, credentials)
+
+
+async def run(exchanges: dict[str, object], credentials: dict[str, str]) -> int:
+    env = dict(os.environ, OW_PREFIX=PREFIX, OW_EXCHANGES=json.dumps(exchanges),
+               OW_LOG_JSON="true", OW_TRACK_POLL_S="0.1", AMQP_URL=AMQP_URL, **credentials)
     log_path = f"/tmp/{PREFIX}.log"
     print(f"broker {AMQP_URL}  topology prefix {PREFIX}  worker log {log_path}")
     with _open_log(log_path) as log_file:
@@ -97,6 +107,7 @@ async def main() -> int:
             sys.executable, "-m", "worker", "run", env=env, stderr=log_file)
     try:
         async with OrderClient(AMQP_URL, prefix=PREFIX) as client:
+            await client.wait_for_workers(60)
             stream: asyncio.Queue[Event] = asyncio.Queue()
             client.listeners.append(stream)
             ids = []
@@ -113,7 +124,7 @@ async def main() -> int:
             print("\nevents (as published by the worker, confirmed by RabbitMQ):")
             deadline = time.monotonic() + 60
             done: set[str] = set()
-            while not {i for i in ids if i != "demo-7"} <= done and time.monotonic() < deadline:
+            while not set(ids) <= done and time.monotonic() < deadline:
                 try:
                     e = await asyncio.wait_for(stream.get(), 1.0)
                 except TimeoutError:
@@ -121,8 +132,8 @@ async def main() -> int:
                 print(_line(e))
                 if e.sequence >= 1_000_001:
                     done.add(e.command_id)
-            missing = [i for i in ids if i != "demo-7" and i not in done]
-            print(f"\n{len(done)} orders reached a terminal event; missing: {missing or 'none'}")
+            missing = [i for i in ids if i not in done]
+            print(f"\n{len(done)} commands reached their outcome; missing: {missing or 'none'}")
             await show_dead_letters(client)
             worker.send_signal(signal.SIGTERM)
             code = await asyncio.wait_for(worker.wait(), 40)

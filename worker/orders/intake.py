@@ -10,6 +10,7 @@ import msgspec
 
 from schemas.commands import MAX_COMMAND_BYTES, Command
 from schemas.tracking import TrackOrder
+from worker.messages import explain_json
 
 _ID_FIELDS = ("command_id", "account", "exchange", "symbol")
 
@@ -47,6 +48,10 @@ def parse(body: bytes) -> Command | TrackOrder | Malformed:
         inbound: Command | TrackOrder = _inbound.decode(body)
         return inbound
     except (msgspec.DecodeError, msgspec.ValidationError) as exc:
-        return Malformed(str(exc)[:500], _peek(body))
+        try:
+            why = explain_json(exc, Command, body)
+        except Exception:  # the plain-language text is a courtesy; the raw one will do
+            why = str(exc)
+        return Malformed(why[:500], _peek(body))
     except (RecursionError, ValueError, UnicodeDecodeError) as exc:
         return Malformed(f"undecodable: {type(exc).__name__}", _peek(body))

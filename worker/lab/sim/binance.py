@@ -2,7 +2,8 @@
 
 Endpoints under /api/v3: ping, time, exchangeInfo, ticker/24hr, ticker/price,
 klines, account, order (POST/GET/DELETE, by orderId or origClientOrderId),
-openOrders, allOrders, myTrades. Signed calls are checked like Binance does:
+openOrders, allOrders, myTrades, /sapi/v1/asset/tradeFee; USDⓈ-M futures under /fapi
+(binance_futures). Signed calls are checked like Binance does:
 X-MBX-APIKEY, HMAC-SHA256 ``signature`` over the query (GET/DELETE) or body
 (POST), ``timestamp`` within ``recvWindow``. Matching is the paper engine, one
 book per API key. Faults come from ``worker.lab.sim.faults``; the admin API
@@ -27,24 +28,30 @@ from aiohttp import web
 from worker.errors import InsufficientFunds, InvalidOrder, OrderNotFound
 from worker.exchange.models import OrderRequest, OrderState
 from worker.exchange.paper import PaperExchange
-from worker.lab.sim.binance_json import exchange_info, order_json, ticker_json, trade_json
+from worker.lab.sim.binance_futures import FuturesApi
+from worker.lab.sim.binance_json import (
+    BinanceError,
+    exchange_info,
+    order_json,
+    ticker_json,
+    trade_json,
+)
 from worker.lab.sim.faults import FaultPlan
 from worker.settings import ExchangeConfig
 
-
-class BinanceError(Exception):
-    def __init__(self, status: int, code: int, msg: str) -> None:
-        super().__init__(msg)
-        self.status, self.code, self.msg = status, code, msg
+_UNKNOWN = {"code": -1007, "msg": "Timeout waiting for response from backend server. Send "
+                                  "status unknown; execution status unknown."}
 
 
 def _group(request: web.Request) -> str:
     path = request.path
     if path.endswith("/order"):
         return {"POST": "create", "DELETE": "cancel"}.get(request.method, "query")
-    if path.endswith(("/openOrders", "/allOrders", "/myTrades")):
+    if path.endswith(("/openOrders", "/allOrders", "/myTrades", "/userTrades",
+                      "/positionRisk")):
         return "query"
-    if path.endswith("/account"):
+    if path.endswith(("/account", "/balance", "/leverage", "/leverageBracket",
+                      "/commissionRate", "/accountConfig", "/tradeFee")):
         return "account"
     return "market"
 
@@ -57,6 +64,8 @@ class BinanceSim:
                              paper_balances=balances or {"USDT": Decimal("100000000"),
                                                          "BTC": Decimal("1000")})
         self.books = {key: PaperExchange("binance-sim", cfg, tick_s=0.02) for key in keys}
+        self.futures = FuturesApi(self, {key: PaperExchange("binance-fapi", cfg, tick_s=0.02)
+                                         for key in keys})
         self.faults = FaultPlan()
         self.requests = 0
         self.runner: web.AppRunner | None = None
@@ -79,6 +88,8 @@ class BinanceSim:
         r.add_get("/api/v3/openOrders", self.open_orders)
         r.add_get("/api/v3/allOrders", self.all_orders)
         r.add_get("/api/v3/myTrades", self.my_trades)
+        r.add_get("/sapi/v1/asset/tradeFee", self.trade_fee)
+        self.futures.routes(r)
         r.add_post("/_admin/faults", self.set_faults)
         r.add_get("/_admin/stats", self.stats)
         return app
@@ -110,6 +121,8 @@ class BinanceSim:
             return self._json({"code": -1001, "msg": "Internal error."}, int(kind or 500))
         if kind == "429":
             return self._json({"code": -1003, "msg": "Too many requests."}, 429)
+        if kind == "unknown":
+            return self._json(_UNKNOWN, 408)
         if kind == "reset":
             _drop(request)
             raise web.HTTPServiceUnavailable()
@@ -121,6 +134,8 @@ class BinanceSim:
             response = self._json({"code": exc.code, "msg": exc.msg}, exc.status)
         if kind == "500_after":
             return self._json({"code": -1001, "msg": "Internal error; unable to process."}, 500)
+        if kind == "unknown_after":
+            return self._json(_UNKNOWN, 408)
         if kind == "accept_drop":
             _drop(request)
             raise web.HTTPServiceUnavailable()
@@ -247,6 +262,12 @@ class BinanceSim:
             states = [s for s in states if s.id == f"P{p['orderId']}"]
         return self._json([trade_json(s) for s in states if s.filled > 0])
 
+    async def trade_fee(self, request: web.Request) -> web.Response:
+        book, p = await self._signed(request)
+        symbols = [p["symbol"]] if p.get("symbol") else [s.replace("/", "") for s in book._books]
+        return self._json([{"symbol": s, "makerCommission": "0.001", "takerCommission": "0.001"}
+                           for s in symbols])
+
     # -- admin -----------------------------------------------------------------------
     async def set_faults(self, request: web.Request) -> web.Response:
         body = await request.json()
@@ -262,7 +283,7 @@ class BinanceSim:
 
     def orders_per_client_id(self) -> dict[str, int]:
         counts: dict[str, int] = {}
-        for book in self.books.values():
+        for book in (*self.books.values(), *self.futures.books.values()):
             for order in book._orders.values():
                 cid = order.req.client_order_id
                 counts[cid] = counts.get(cid, 0) + 1

@@ -8,6 +8,15 @@ from typing import Any
 
 from worker.exchange.models import OrderState
 
+
+class BinanceError(Exception):
+    """Answered with HTTP ``status`` and ``{"code", "msg"}``."""
+
+    def __init__(self, status: int, code: int, msg: str) -> None:
+        super().__init__(msg)
+        self.status, self.code, self.msg = status, code, msg
+
+
 _STATUS = {"closed": "FILLED", "canceled": "CANCELED", "expired": "EXPIRED",
            "rejected": "REJECTED"}
 

@@ -11,6 +11,9 @@ requests (``count``). Kinds:
     reset        connection dropped; not processed
     accept_drop  processed, then the connection is dropped before the response
     latency      processed after ``delay_s`` (beyond the client timeout)
+    unknown      not processed, yet answered with the exchange's "execution status
+                 unknown" code (Binance -1007, Bybit 10016)
+    unknown_after processed, then answered with that code
 """
 
 from __future__ import annotations
@@ -19,7 +22,8 @@ import random
 from dataclasses import dataclass, field
 from typing import Any
 
-KINDS = ("500", "500_after", "503", "429", "reset", "accept_drop", "latency")
+KINDS = ("500", "500_after", "503", "429", "reset", "accept_drop", "latency", "unknown",
+         "unknown_after")
 GROUPS = ("create", "cancel", "query", "market", "account", "any")
 
 
