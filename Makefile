@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 export AMQP_URL ?= amqp://guest:guest@127.0.0.1:5672/
 
-.PHONY: install broker demo test test-fast lint bench chaos clean
+.PHONY: install broker demo test test-fast lint bench chaos clean cluster cluster-stop
 
 $(BIN)/python:
 	$(PY) -m venv $(VENV)
@@ -37,6 +37,13 @@ bench: install broker
 
 chaos: install broker
 	$(BIN)/python -m worker.lab.chaos
+
+# three local RabbitMQ nodes (owc1..3@localhost, AMQP 5781-5783) under var/cluster/
+cluster: install broker
+	$(BIN)/python -m worker.lab.cluster start
+
+cluster-stop: install
+	$(BIN)/python -m worker.lab.cluster stop
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache
