@@ -16,9 +16,9 @@ import asyncio
 import contextlib
 import logging
 
-import aio_pika
 from aio_pika.abc import AbstractQueue, AbstractRobustConnection
 
+from worker.broker.connect import connect_robust
 from worker.broker.consumer import CommandConsumer
 from worker.broker.publisher import RabbitPublisher
 from worker.broker.topology import Names, declare
@@ -54,11 +54,11 @@ class Worker:
 
     async def start(self) -> None:
         s = self.settings
-        self.connection = await aio_pika.connect_robust(
+        self.connection = await connect_robust(
             s.amqp_url, reconnect_interval=1.0,
             client_properties={"connection_name": f"orderworker-{s.worker_index}"})
         pub = await self.connection.channel(publisher_confirms=True, on_return_raises=True)
-        topo = await declare(pub, self.names, s.delivery_limit)
+        topo = await declare(pub, self.names, s.delivery_limit, s.quorum_group_size)
         publisher = RabbitPublisher(topo.events, topo.dlx, self.metrics)
         deps = Deps(settings=s, exchanges=self.exchanges, publisher=publisher,
                     metrics=self.metrics, crash=CrashPoints(s.crash_points))

@@ -12,7 +12,7 @@ import os
 from collections.abc import Mapping
 from decimal import Decimal
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import msgspec
 
@@ -67,6 +67,9 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     reconcile_lookups: int = 4
     reconcile_delay_s: float = 0.5
     shutdown_grace_s: float = 30.0
+    quorum_group_size: Annotated[int, msgspec.Meta(ge=1)] | None = None
+    """Replicas per quorum queue (``x-quorum-initial-group-size``); None: the broker's
+    default (3, capped at the cluster size). On a 3-node cluster: 3 (or leave unset)."""
     metrics_port: int = 0
     reconcile_targets: str = ""
     """``account:exchange,...`` whose open ``ow-`` orders are adopted at start-up."""

@@ -20,6 +20,11 @@ def add_submit_args(p: argparse.ArgumentParser) -> None:
                    os.environ.get("OW_AMQP_URL", "amqp://guest:guest@127.0.0.1:5672/")))
     p.add_argument("--prefix", default=os.environ.get("OW_PREFIX", "orderworker"))
     p.add_argument("--shards", type=int, default=int(os.environ.get("OW_SHARDS", "4")))
+    p.add_argument("--quorum-group-size", type=int,
+                   default=int(os.environ["OW_QUORUM_GROUP_SIZE"])
+                   if os.environ.get("OW_QUORUM_GROUP_SIZE") else None,
+                   help="replicas per quorum queue, as the workers declare them "
+                        "(env OW_QUORUM_GROUP_SIZE; default: the broker's)")
     p.add_argument("--command-id", default=None)
     p.add_argument("--account", required=True)
     p.add_argument("--exchange", default="paper")
@@ -55,7 +60,8 @@ async def submit_main(args: argparse.Namespace) -> int:
         print(f"invalid order: {exc}")
         return 2
     async with OrderClient(args.amqp_url, prefix=args.prefix, shards=args.shards,
-                           watch=f"order.{args.account}.#") as client:
+                           watch=f"order.{args.account}.#",
+                           quorum_group_size=args.quorum_group_size) as client:
         events = await client.submit(command, timeout_s=args.wait_s)
     for event in events:
         print(encode_event(event).decode())

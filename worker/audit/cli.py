@@ -22,12 +22,18 @@ def add_audit_args(p: argparse.ArgumentParser) -> None:
         "AMQP_URL", "amqp://guest:guest@127.0.0.1:5672/"))
     p.add_argument("--prefix", default=os.environ.get("OW_PREFIX", "orderworker"))
     p.add_argument("--shards", type=int, default=int(os.environ.get("OW_SHARDS", "4")))
+    p.add_argument("--quorum-group-size", type=int,
+                   default=int(os.environ["OW_QUORUM_GROUP_SIZE"])
+                   if os.environ.get("OW_QUORUM_GROUP_SIZE") else None,
+                   help="replicas per quorum queue, as the workers declare them "
+                        "(env OW_QUORUM_GROUP_SIZE; default: the broker's)")
 
 
 async def audit_main(args: argparse.Namespace) -> int:
     store = open_store(args.db)
     if args.action == "run":
-        consumer = AuditConsumer(args.amqp_url, store, prefix=args.prefix, shards=args.shards)
+        consumer = AuditConsumer(args.amqp_url, store, prefix=args.prefix, shards=args.shards,
+                                 quorum_group_size=args.quorum_group_size)
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):

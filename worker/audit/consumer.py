@@ -11,13 +11,13 @@ from __future__ import annotations
 import asyncio
 import logging
 
-import aio_pika
 import msgspec
 from aio_pika.abc import AbstractIncomingMessage, AbstractRobustConnection
 
 from schemas import Event
 from schemas.events import decode_event
 from worker.audit.store import AuditStore
+from worker.broker.connect import connect_robust
 from worker.broker.topology import Names, declare
 
 log = logging.getLogger(__name__)
@@ -25,10 +25,12 @@ log = logging.getLogger(__name__)
 
 class AuditConsumer:
     def __init__(self, amqp_url: str, store: AuditStore, *, prefix: str = "orderworker",
-                 shards: int = 4, batch: int = 200, flush_s: float = 0.05) -> None:
+                 shards: int = 4, batch: int = 200, flush_s: float = 0.05,
+                 quorum_group_size: int | None = None) -> None:
         self.amqp_url, self.store = amqp_url, store
         self.names = Names(prefix, shards)
         self.batch, self.flush_s = batch, flush_s
+        self.quorum_group_size = quorum_group_size
         self.pending: list[tuple[AbstractIncomingMessage, Event]] = []
         self.stored = 0
         self.received = 0
@@ -38,9 +40,9 @@ class AuditConsumer:
         self._flushes: set[asyncio.Task[None]] = set()
 
     async def start(self) -> None:
-        self._conn = await aio_pika.connect_robust(self.amqp_url, reconnect_interval=1.0)
+        self._conn = await connect_robust(self.amqp_url, reconnect_interval=1.0)
         channel = await self._conn.channel()
-        await declare(channel, self.names, delivery_limit=5)
+        await declare(channel, self.names, 5, self.quorum_group_size)
         await channel.set_qos(prefetch_count=self.batch * 2)
         queue = await channel.declare_queue(self.names.audit_queue, passive=True)
         await queue.consume(self._on_message)

@@ -2,8 +2,7 @@
 
 from __future__ import annotations
 
-import aio_pika
-
+from worker.broker.connect import connect
 from worker.broker.topology import Names
 
 
@@ -11,7 +10,7 @@ async def drain_dead_letters(amqp_url: str, names: Names) -> list[tuple[bytes, s
     """Remove every dead letter; return (body, reason) pairs. The reason is the worker's
     ``x-orderworker-reason``, else the broker's (e.g. ``delivery_limit``)."""
     out = []
-    async with await aio_pika.connect(amqp_url) as conn:
+    async with await connect(amqp_url) as conn:
         channel = await conn.channel()
         queue = await channel.declare_queue(names.dead_queue, passive=True)
         while (msg := await queue.get(fail=False)) is not None:

@@ -74,19 +74,28 @@ class Topology:
 QUORUM: dict[str, Any] = {"x-queue-type": "quorum"}
 
 
-async def declare(channel: AbstractChannel, names: Names, delivery_limit: int) -> Topology:
+def quorum(group_size: int | None = None) -> dict[str, Any]:
+    """Quorum-queue arguments: ``group_size`` replicas per queue (``OW_QUORUM_GROUP_SIZE``;
+    None: the broker's default, 3 capped at the cluster size). Every declarer must agree:
+    the broker refuses a redeclaration with another value."""
+    return QUORUM if group_size is None else {**QUORUM, "x-quorum-initial-group-size": group_size}
+
+
+async def declare(channel: AbstractChannel, names: Names, delivery_limit: int,
+                  quorum_group_size: int | None = None) -> Topology:
+    quorum_args = quorum(quorum_group_size)
     commands = await channel.declare_exchange(names.commands, aio_pika.ExchangeType.DIRECT,
                                               durable=True)
     events = await channel.declare_exchange(names.events, aio_pika.ExchangeType.TOPIC,
                                             durable=True)
     dlx = await channel.declare_exchange(names.dlx, aio_pika.ExchangeType.FANOUT, durable=True)
-    dead = await channel.declare_queue(names.dead_queue, arguments=QUORUM, durable=True)
+    dead = await channel.declare_queue(names.dead_queue, arguments=quorum_args, durable=True)
     await dead.bind(dlx)
     audit = await channel.declare_queue(names.audit_queue, durable=True, arguments={
-        **QUORUM, "x-dead-letter-exchange": names.dlx})
+        **quorum_args, "x-dead-letter-exchange": names.dlx})
     await audit.bind(events, "order.#")
     shard_args: dict[str, Any] = {
-        **QUORUM,
+        **quorum_args,
         "x-single-active-consumer": True,
         "x-delivery-limit": delivery_limit,
         "x-dead-letter-exchange": names.dlx,
