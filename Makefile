@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 export AMQP_URL ?= amqp://guest:guest@127.0.0.1:5672/
 
-.PHONY: install broker demo test test-fast lint bench chaos clean cluster cluster-stop
+.PHONY: install broker demo test test-fast lint bench chaos clean cluster cluster-stop chaos-cluster
 
 $(BIN)/python:
 	$(PY) -m venv $(VENV)
@@ -44,6 +44,10 @@ cluster: install broker
 
 cluster-stop: install
 	$(BIN)/python -m worker.lab.cluster stop
+
+# make chaos on the cluster, killing and restarting nodes under the workers
+chaos-cluster: cluster
+	$(BIN)/python -m worker.lab.chaos_cluster
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

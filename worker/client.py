@@ -86,7 +86,7 @@ class OrderClient:
                                    content_type="application/json", message_id=message_id)
         exchange, key = self._topo.commands, str(shard_for(account, self.names.shards))
         await send_with_reconnect("command", lambda: exchange.publish(
-            message, key, mandatory=True, timeout=30), self.republish_s)
+            message, key, mandatory=True, timeout=30), self.republish_s, exchange)
 
     async def _wait(self, command_id: str, match: Callable[[Event], bool],
                     timeout_s: float) -> Event:

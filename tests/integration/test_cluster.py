@@ -1,8 +1,9 @@
-"""On the local 3-node cluster (``make cluster``): replicated quorum queues, and a worker
-that loses its node mid-stream without losing or doubling an order.
+"""On the local 3-node cluster: replicated quorum queues, and a worker that loses its
+node mid-stream without losing or doubling an order.
 
-Skipped when the cluster is not running, unless ``OW_TEST_CLUSTER=start``: then the
-fixture starts it (about 35 s on 2 cores) and removes it afterwards.
+Uses the cluster of ``make cluster`` when it runs (and leaves it running). Otherwise it
+starts one (about 35 s on 2 cores) and removes it afterwards, when this machine has the
+rabbitmq-server package and the cluster's ports are free; ``OW_TEST_CLUSTER=0`` skips.
 """
 
 from __future__ import annotations
@@ -29,8 +30,12 @@ def nodes() -> Iterator[list[cluster.Node]]:
     members = cluster.nodes()
     started = False
     if not all(cluster.pid_of(n) for n in members):
-        if os.environ.get("OW_TEST_CLUSTER") != "start":
-            pytest.skip("no local RabbitMQ cluster: `make cluster` (or OW_TEST_CLUSTER=start)")
+        if os.environ.get("OW_TEST_CLUSTER") == "0":
+            pytest.skip("OW_TEST_CLUSTER=0")
+        if not (cluster.RABBIT_BIN / "rabbitmq-server").exists():
+            pytest.skip("no rabbitmq-server package for a local cluster")
+        if busy := cluster.busy_ports():
+            pytest.skip(f"cluster ports {busy} are taken (another cluster runs here)")
         cluster.start()
         started = True
     yield members

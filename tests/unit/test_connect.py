@@ -121,3 +121,28 @@ async def test_single_address_reconnects_to_itself(brokers: FakeBrokers) -> None
     await asyncio.wait_for(reconnected.get(), 2)
     assert brokers.attempts == [A, A]
     await conn.close()
+
+
+async def test_a_broker_nack_is_re_sent_a_returned_message_is_not() -> None:
+    from aio_pika.exceptions import DeliveryError, PublishError
+    from pamqp.commands import Basic
+
+    from worker.broker.publisher import send_with_reconnect
+
+    calls: list[int] = []
+
+    async def nacked_once() -> None:
+        calls.append(1)
+        if len(calls) == 1:  # a quorum queue between leaders nacks
+            raise DeliveryError(None, Basic.Nack(delivery_tag=1))
+
+    await send_with_reconnect("events", nacked_once, limit_s=5)
+    assert len(calls) == 2
+
+    async def returned() -> None:
+        calls.append(1)
+        raise PublishError.__new__(PublishError)
+
+    with pytest.raises(PublishError):
+        await send_with_reconnect("events", returned, limit_s=5)
+    assert len(calls) == 3

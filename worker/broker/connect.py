@@ -24,7 +24,7 @@ from collections.abc import Sequence
 from typing import Any
 
 import aio_pika
-from aio_pika.abc import AbstractConnection, AbstractRobustConnection
+from aio_pika.abc import AbstractConnection, AbstractExchange, AbstractRobustConnection
 from aio_pika.exceptions import CONNECTION_EXCEPTIONS
 from yarl import URL
 
@@ -107,6 +107,40 @@ async def connect_robust(amqp_url: str | Sequence[str], *, reconnect_interval: f
                 await conn.close()
     assert last is not None
     raise last
+
+
+async def underlay_of(exchange: AbstractExchange) -> object | None:
+    """The AMQP channel currently under ``exchange``'s channel (None if there is none)."""
+    if not isinstance(exchange, aio_pika.Exchange):
+        return None
+    channel = exchange.channel
+    if not isinstance(channel, aio_pika.Channel):
+        return None
+    try:  # the plain Channel's accessor: the robust one would wait for a reconnect
+        return await aio_pika.Channel.get_underlay_channel(channel)
+    except CONNECTION_EXCEPTIONS:
+        return None
+
+
+async def renew_channel(exchange: AbstractExchange, seen: object | None) -> None:
+    """Open a fresh AMQP channel under ``exchange``'s robust channel, unless it was
+    renewed since ``seen`` (``underlay_of`` before the publish) already; aio-pika
+    re-declares the channel's exchanges and queues and restores its consumers.
+
+    Needed after a broker nack: RabbitMQ 3.10 remembers, per channel, the quorum-queue
+    leader known at the channel's first publish to the queue; if that node died, every
+    later publish on the channel is nacked until the node returns, while a fresh channel
+    publishes fine (seen in ``make chaos-cluster``)."""
+    if seen is None or not isinstance(exchange, aio_pika.Exchange):
+        return
+    channel = exchange.channel
+    if await underlay_of(exchange) is not seen:
+        return
+    log.warning("broker nacked a publish; opening a fresh channel")
+    with contextlib.suppress(*CONNECTION_EXCEPTIONS):
+        await channel.close()
+    with contextlib.suppress(*CONNECTION_EXCEPTIONS):
+        await channel.reopen()  # if the connection is down, its reconnect restores it
 
 
 async def connect(amqp_url: str | Sequence[str], *,

@@ -24,6 +24,7 @@ import os
 import secrets
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -103,6 +104,17 @@ def ctl(node: Node, *args: str, tool: str = "rabbitmqctl",
     cmd = _as_rabbitmq([str(RABBIT_BIN / tool), "-n", node.name, *args])
     return subprocess.run(cmd, env=_env(node), capture_output=True, text=True,
                           timeout=timeout_s, check=False, cwd=node.base)
+
+
+def busy_ports(base: Path | None = None) -> list[int]:
+    """The cluster's AMQP and distribution ports that something already listens on."""
+    busy = []
+    for node in nodes(base):
+        for port in (node.port, node.port + 20000):
+            with socket.socket() as s:
+                if s.connect_ex(("127.0.0.1", port)) == 0:
+                    busy.append(port)
+    return busy
 
 
 def pid_of(node: Node) -> int | None:
