@@ -20,12 +20,13 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import weakref
 from collections.abc import Sequence
 from typing import Any
 
 import aio_pika
 from aio_pika.abc import AbstractConnection, AbstractExchange, AbstractRobustConnection
-from aio_pika.exceptions import CONNECTION_EXCEPTIONS
+from aio_pika.exceptions import CONNECTION_EXCEPTIONS, DeliveryError
 from yarl import URL
 
 log = logging.getLogger(__name__)
@@ -122,25 +123,39 @@ async def underlay_of(exchange: AbstractExchange) -> object | None:
         return None
 
 
+def needs_renewal(exchange: AbstractExchange, exc: BaseException) -> bool:
+    """A nack (see ``renew_channel``), or a channel left closed by a failed renewal."""
+    if isinstance(exc, DeliveryError):
+        return True
+    return isinstance(exchange, aio_pika.Exchange) and exchange.channel.is_closed
+
+
+_renewing: weakref.WeakKeyDictionary[object, asyncio.Lock] = weakref.WeakKeyDictionary()
+
+
 async def renew_channel(exchange: AbstractExchange, seen: object | None) -> None:
-    """Open a fresh AMQP channel under ``exchange``'s robust channel, unless it was
-    renewed since ``seen`` (``underlay_of`` before the publish) already; aio-pika
-    re-declares the channel's exchanges and queues and restores its consumers.
+    """Open a fresh AMQP channel under ``exchange``'s robust channel (aio-pika re-declares
+    its exchanges and queues and restores its consumers), unless another publisher did so
+    since ``seen`` (``underlay_of`` before the publish) or the channel still works.
 
     Needed after a broker nack: RabbitMQ 3.10 remembers, per channel, the quorum-queue
     leader known at the channel's first publish to the queue; if that node died, every
     later publish on the channel is nacked until the node returns, while a fresh channel
-    publishes fine (seen in ``make chaos-cluster``)."""
-    if seen is None or not isinstance(exchange, aio_pika.Exchange):
+    publishes fine (seen in ``make chaos-cluster``). Also called when an earlier renewal
+    left the channel closed."""
+    if not isinstance(exchange, aio_pika.Exchange):
         return
     channel = exchange.channel
-    if await underlay_of(exchange) is not seen:
-        return
-    log.warning("broker nacked a publish; opening a fresh channel")
-    with contextlib.suppress(*CONNECTION_EXCEPTIONS):
-        await channel.close()
-    with contextlib.suppress(*CONNECTION_EXCEPTIONS):
-        await channel.reopen()  # if the connection is down, its reconnect restores it
+    async with _renewing.setdefault(channel, asyncio.Lock()):
+        if not channel.is_closed and await underlay_of(exchange) is not seen:
+            return  # renewed (or restored) meanwhile
+        log.warning("broker nacked a publish or the channel is closed; opening a fresh one")
+        try:
+            if not channel.is_closed:
+                await channel.close()
+            await channel.reopen()
+        except Exception as exc:  # best effort: the next failed publish tries again
+            log.warning("could not reopen the channel (%r)", exc)
 
 
 async def connect(amqp_url: str | Sequence[str], *,

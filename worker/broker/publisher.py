@@ -22,7 +22,7 @@ from aio_pika.abc import AbstractExchange
 
 from schemas import Event
 from schemas.events import encode_event, event_kind
-from worker.broker.connect import renew_channel, underlay_of
+from worker.broker.connect import needs_renewal, renew_channel, underlay_of
 from worker.broker.topology import event_routing_key
 from worker.metrics import Metrics
 
@@ -58,7 +58,7 @@ async def send_with_reconnect(what: str, send: Callable[[], Awaitable[object]],
             attempt += 1
             if isinstance(exc, amqp_errors.PublishError) or time.monotonic() > deadline:
                 raise  # PublishError: returned as unroutable, re-sending cannot help
-            if isinstance(exc, amqp_errors.DeliveryError) and via is not None:
+            if via is not None and needs_renewal(via, exc):
                 await renew_channel(via, channel)
             log.warning("publishing %s failed (%r); re-sending after reconnect", what, exc)
             await asyncio.sleep(min(0.1 * 2**attempt, 2.0))

@@ -18,6 +18,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import logging
 import sys
 import time
 from datetime import UTC, datetime
@@ -183,6 +184,9 @@ def main() -> int:
     p.add_argument("--rate", type=float, default=40.0)
     p.add_argument("--kill-every-s", type=float, default=5.0)
     args = p.parse_args()
+    logging.basicConfig(level=logging.ERROR, format="%(asctime)s %(name)s %(message)s")
+    for noisy in ("aiormq", "aio_pika", "aiohttp"):  # expected: we kill their peers
+        logging.getLogger(noisy).setLevel(logging.CRITICAL)
     chaos = Chaos(cluster.amqp_urls(), orders=args.orders, workers=args.workers,
                   rate_per_s=args.rate, kill_every_s=args.kill_every_s, broker_restart=False)
     print(f"chaos-cluster: {chaos.orders} orders, {chaos.workers} workers, 3 nodes, "
