@@ -81,9 +81,12 @@ class NodeFaults:
     async def __call__(self, stage: Stage) -> None:
         try:
             await self._schedule(stage)
+        except Exception as exc:  # recorded as a failed fault; the run must still clean up
+            self.results.append({"fault": f"schedule failed: {exc!r}", "node": None,
+                                 "recovered_s": None})
         finally:
             self.sim_orders = stage.sim.orders_per_client_id()
-            await asyncio.to_thread(cluster.start)  # leave all three nodes up
+        await asyncio.to_thread(cluster.start)  # leave all three nodes up
 
     async def _schedule(self, stage: Stage) -> None:
         chaos = stage.chaos
@@ -150,6 +153,7 @@ class NodeFaults:
         node = _node(max(set(leaders), key=leaders.count)) if leaders else None
         if node is not None:
             await asyncio.to_thread(cluster.ctl, node, "stop")
+            await asyncio.to_thread(cluster.wait_gone, node)
         return "clean restart of the node leading most shard queues", node
 
     def report(self) -> dict[str, object]:

@@ -158,20 +158,34 @@ def _prepare(base: Path) -> None:
         subprocess.run(["chown", "-R", "rabbitmq:rabbitmq", str(base)], check=True)
 
 
+_launched: dict[str, float] = {}
+
+
 def start_node(node: Node) -> None:
-    """Launch the node (detached, own session) unless it already runs; does not wait."""
-    if pid_of(node) is not None:
+    """Launch the node (detached, own session) unless it runs or was launched in the last
+    15 s (its beam process takes a moment to appear); does not wait."""
+    if pid_of(node) is not None or time.monotonic() - _launched.get(node.name, -99) < 15:
         return
+    _launched[node.name] = time.monotonic()
     with open(node.dir / "console.log", "ab") as out:
         subprocess.Popen(_as_rabbitmq([str(RABBIT_BIN / "rabbitmq-server")]), env=_env(node),
                          stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
                          start_new_session=True, cwd=node.base)
 
 
+def wait_gone(node: Node, timeout_s: float = 60.0) -> None:
+    """Wait until the node's process has exited (after ``rabbitmqctl stop``)."""
+    deadline = time.monotonic() + timeout_s
+    while pid_of(node) is not None and time.monotonic() < deadline:
+        time.sleep(0.2)
+
+
 def await_node(node: Node, timeout_s: float = 120.0) -> None:
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
-        if pid_of(node) is not None:
+        if pid_of(node) is None:
+            start_node(node)  # not launched yet, or an old process was still going away
+        else:
             r = ctl(node, "await_startup", "--timeout", str(int(timeout_s)), timeout_s=timeout_s)
             if r.returncode == 0:
                 return
