@@ -103,7 +103,8 @@ def ctl(node: Node, *args: str, tool: str = "rabbitmqctl",
     """``rabbitmqctl -n <node> ...`` (or another CLI tool) against one of our nodes."""
     cmd = _as_rabbitmq([str(RABBIT_BIN / tool), "-n", node.name, *args])
     return subprocess.run(cmd, env=_env(node), capture_output=True, text=True,
-                          timeout=timeout_s, check=False, cwd=node.base)
+                          timeout=timeout_s, check=False,
+                          cwd=node.base if node.base.is_dir() else None)
 
 
 def busy_ports(base: Path | None = None) -> list[int]:
