@@ -8,7 +8,7 @@ BIN := $(VENV)/bin
 # make demo EXCHANGE=binance|bybit: the same orders via local servers and the real ccxt client
 EXCHANGE ?= paper
 
-.PHONY: install broker demo test test-fast lint bench chaos clean
+.PHONY: install broker demo test test-fast lint bench chaos clean cluster cluster-stop chaos-cluster
 
 $(BIN)/python:
 	$(PY) -m venv $(VENV)
@@ -41,6 +41,17 @@ bench: install broker
 
 chaos: install broker
 	$(BIN)/python -m worker.lab.chaos
+
+# three local RabbitMQ nodes (owc1..3@localhost, AMQP 5781-5783) under var/cluster/
+cluster: install broker
+	$(BIN)/python -m worker.lab.cluster start
+
+cluster-stop: install
+	$(BIN)/python -m worker.lab.cluster stop
+
+# make chaos on the cluster, killing and restarting nodes under the workers
+chaos-cluster: cluster
+	$(BIN)/python -m worker.lab.chaos_cluster
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

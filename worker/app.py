@@ -21,9 +21,9 @@ import asyncio
 import contextlib
 import logging
 
-import aio_pika
 from aio_pika.abc import AbstractIncomingMessage, AbstractQueue, AbstractRobustConnection
 
+from worker.broker.connect import connect_robust
 from worker.broker.consumer import CommandConsumer
 from worker.broker.publisher import RabbitPublisher
 from worker.broker.topology import Names, declare, declare_tracking
@@ -63,12 +63,12 @@ class Worker:
         check = getattr(self.exchanges, "check_exchanges", None)
         if check is not None:  # an exchange we could not place on safely stops start-up
             await check()
-        self.connection = await aio_pika.connect_robust(
+        self.connection = await connect_robust(
             s.amqp_url, reconnect_interval=1.0,
             client_properties={"connection_name": f"orderworker-{s.worker_index}"})
         pub = await self.connection.channel(publisher_confirms=True, on_return_raises=True)
-        topo = await declare(pub, self.names, s.delivery_limit)
-        await declare_tracking(pub, self.names, s.track_cycle_s)
+        topo = await declare(pub, self.names, s.delivery_limit, s.quorum_group_size)
+        await declare_tracking(pub, self.names, s.track_cycle_s, s.quorum_group_size)
         publisher = RabbitPublisher(topo.events, topo.dlx, self.metrics,
                                     tracks=pub.default_exchange, names=self.names)
         self.tracker = Tracker(s, self.exchanges, publisher, self.metrics)

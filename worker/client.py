@@ -21,6 +21,7 @@ from aio_pika.exceptions import DeliveryError
 from schemas import Event
 from schemas.commands import Command, encode_command
 from schemas.events import OUTCOME_EVENTS, TERMINAL_EVENTS, decode_event
+from worker.broker.connect import connect_robust
 from worker.broker.publisher import send_with_reconnect
 from worker.broker.topology import Names, Topology, declare, shard_for
 
@@ -31,10 +32,12 @@ class NoWorkerError(RuntimeError):
 
 class OrderClient:
     def __init__(self, amqp_url: str, *, prefix: str = "orderworker", shards: int = 4,
-                 delivery_limit: int = 5, watch: str = "order.#") -> None:
+                 delivery_limit: int = 5, watch: str = "order.#",
+                 quorum_group_size: int | None = None) -> None:
         self.amqp_url = amqp_url
         self.names = Names(prefix, shards)
         self.delivery_limit = delivery_limit
+        self.quorum_group_size = quorum_group_size
         self.watch = watch
         self.events: dict[str, list[Event]] = defaultdict(list)
         self.seen: set[str] = set()
@@ -48,10 +51,10 @@ class OrderClient:
         self.republish_s = 60.0
 
     async def __aenter__(self) -> Self:
-        self._conn = await aio_pika.connect_robust(self.amqp_url, reconnect_interval=1.0)
+        self._conn = await connect_robust(self.amqp_url, reconnect_interval=1.0)
         self._channel = await self._conn.channel(publisher_confirms=True, on_return_raises=True)
         self._topo = await declare(self._channel, self.names, self.delivery_limit,
-                                  owner=False)
+                                  self.quorum_group_size, owner=False)
         if self.watch:
             queue = await self._channel.declare_queue(exclusive=True, auto_delete=True)
             await queue.bind(self._topo.events, self.watch)
@@ -109,7 +112,7 @@ class OrderClient:
         exchange, key = self._topo.commands, str(shard_for(account, self.names.shards))
         try:
             await send_with_reconnect("command", lambda: exchange.publish(
-                message, key, mandatory=True, timeout=30), self.republish_s)
+                message, key, mandatory=True, timeout=30), self.republish_s, exchange)
         except DeliveryError as exc:
             raise NoWorkerError(
                 f"no queue for shard {key} of prefix {self.names.prefix!r}: no worker with "

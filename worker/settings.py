@@ -135,6 +135,9 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=
     """Pause between those lookups."""
     shutdown_grace_s: Annotated[float, Meta(ge=0)] = 30.0
     """On SIGTERM, time for in-flight commands to finish before they are requeued."""
+    quorum_group_size: Annotated[int, Meta(ge=1)] | None = None
+    """Replicas per quorum queue (``x-quorum-initial-group-size``); unset: the broker's
+    default (3, capped at the cluster size). Every worker, client and tool must agree."""
     metrics_port: Annotated[int, Meta(ge=0, le=65_535)] = 0
     """Port of /metrics, /healthz and /readyz (0: off); the audit consumer uses it too."""
     crash_points: str = ""

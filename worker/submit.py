@@ -33,7 +33,12 @@ def add_submit_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--amqp-url", default=os.environ.get(
         "OW_AMQP_URL", os.environ.get("AMQP_URL", "amqp://guest:guest@127.0.0.1:5672/")))
     p.add_argument("--prefix", default=os.environ.get("OW_PREFIX", "orderworker"))
-    p.add_argument("--shards", type=int, default=os.environ.get("OW_SHARDS", "4"))
+    p.add_argument("--shards", type=int, default=int(os.environ.get("OW_SHARDS", "4")))
+    p.add_argument("--quorum-group-size", type=int,
+                   default=int(os.environ["OW_QUORUM_GROUP_SIZE"])
+                   if os.environ.get("OW_QUORUM_GROUP_SIZE") else None,
+                   help="replicas per quorum queue, as the workers declare them "
+                        "(env OW_QUORUM_GROUP_SIZE; default: the broker's)")
     p.add_argument("--command-id", default=None)
     p.add_argument("--account", required=True)
     p.add_argument("--exchange", default="paper")
@@ -79,7 +84,8 @@ async def submit_main(args: argparse.Namespace) -> int:
         return 2
     try:
         async with OrderClient(args.amqp_url, prefix=args.prefix, shards=args.shards,
-                               watch=f"order.{args.account}.#") as client:
+                               watch=f"order.{args.account}.#",
+                               quorum_group_size=args.quorum_group_size) as client:
             events = await client.submit(command, timeout_s=args.wait_s)
     except TimeoutError:  # before OSError, of which it is a subclass
         print(f"no terminal event for {command.command_id} within {args.wait_s:g} s: is a "

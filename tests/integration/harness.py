@@ -8,9 +8,8 @@ import uuid
 from collections.abc import AsyncIterator
 from typing import Any
 
-import aio_pika
-
 from worker.app import Worker
+from worker.broker.connect import connect
 from worker.broker.topology import Names, delete
 from worker.client import OrderClient
 from worker.settings import Settings, load_settings
@@ -45,10 +44,11 @@ class Harness:
     def client(self, **kw: Any) -> OrderClient:
         s = self.settings()
         return OrderClient(self.amqp_url, prefix=s.prefix, shards=s.shards,
-                           delivery_limit=s.delivery_limit, **kw)
+                           delivery_limit=s.delivery_limit,
+                           quorum_group_size=s.quorum_group_size, **kw)
 
     async def dead_letters(self, expect: int, timeout_s: float = 10) -> list[Any]:
-        conn = await aio_pika.connect(self.amqp_url)
+        conn = await connect(self.amqp_url)
         out = []
         async with conn:
             ch = await conn.channel()
@@ -65,7 +65,7 @@ class Harness:
         return out
 
     async def ready_count(self, queue: str) -> int:
-        conn = await aio_pika.connect(self.amqp_url)
+        conn = await connect(self.amqp_url)
         async with conn:
             ch = await conn.channel()
             q = await ch.declare_queue(queue, passive=True)
@@ -75,7 +75,7 @@ class Harness:
         for w in self.workers:
             with contextlib.suppress(Exception):
                 await w.stop()
-        conn = await aio_pika.connect(self.amqp_url)
+        conn = await connect(self.amqp_url)
         async with conn:
             await delete(await conn.channel(), self.names)
 

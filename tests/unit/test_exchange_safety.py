@@ -93,10 +93,9 @@ async def test_factory_check_names_the_incapable_exchange_before_any_command() -
     from worker.exchange.factory import ExchangeFactory
     from worker.settings import load_settings
 
-    ok = ExchangeFactory(load_settings({"OW_EXCHANGES": '{"b": {"driver": "bybit", "sandbox": true}, '
-                                                        '"s": {"driver": "ccxt", "ccxt_id": '
-                                                        '"bitstamp", "at_most_once": true, '
-                                                        '"live": true}}'}))
+    ok = ExchangeFactory(load_settings({"OW_EXCHANGES": (
+        '{"b": {"driver": "bybit", "sandbox": true}, "s": {"driver": "ccxt", '
+        '"ccxt_id": "bitstamp", "at_most_once": true, "live": true}}')}))
     await ok.check_exchanges()
     bad = ExchangeFactory(load_settings(
         {"OW_EXCHANGES": '{"stamp": {"driver": "ccxt", "ccxt_id": "bitstamp", "live": true}}'}))

@@ -29,7 +29,12 @@ def add_audit_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--amqp-url", default=os.environ.get(
         "OW_AMQP_URL", os.environ.get("AMQP_URL", "amqp://guest:guest@127.0.0.1:5672/")))
     p.add_argument("--prefix", default=os.environ.get("OW_PREFIX", "orderworker"))
-    p.add_argument("--shards", type=int, default=os.environ.get("OW_SHARDS", "4"))
+    p.add_argument("--shards", type=int, default=int(os.environ.get("OW_SHARDS", "4")))
+    p.add_argument("--quorum-group-size", type=int,
+                   default=int(os.environ["OW_QUORUM_GROUP_SIZE"])
+                   if os.environ.get("OW_QUORUM_GROUP_SIZE") else None,
+                   help="replicas per quorum queue, as the workers declare them "
+                        "(env OW_QUORUM_GROUP_SIZE; default: the broker's)")
     p.add_argument("--delivery-limit", type=int,
                    default=os.environ.get("OW_DELIVERY_LIMIT", "5"))
     p.add_argument("--metrics-port", type=int, default=os.environ.get("OW_METRICS_PORT", "0"),
@@ -44,7 +49,8 @@ async def _run(args: argparse.Namespace, store: AuditStore) -> int:
     from worker.observability import serve_audit_observability
 
     consumer = AuditConsumer(args.amqp_url, store, prefix=args.prefix, shards=args.shards,
-                             delivery_limit=args.delivery_limit)
+                             delivery_limit=args.delivery_limit,
+                             quorum_group_size=args.quorum_group_size)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):

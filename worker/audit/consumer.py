@@ -15,13 +15,13 @@ import logging
 import time
 from datetime import UTC, datetime
 
-import aio_pika
 import msgspec
 from aio_pika.abc import AbstractIncomingMessage, AbstractRobustConnection
 
 from schemas import Event
 from schemas.events import decode_event
 from worker.audit.store import AuditStore
+from worker.broker.connect import connect_robust
 from worker.broker.topology import Names, declare
 from worker.metrics import AuditMetrics
 
@@ -31,13 +31,15 @@ log = logging.getLogger(__name__)
 class AuditConsumer:
     def __init__(self, amqp_url: str, store: AuditStore, *, prefix: str = "orderworker",
                  shards: int = 4, delivery_limit: int = 5, batch: int = 200,
-                 flush_s: float = 0.05, metrics: AuditMetrics | None = None) -> None:
+                 flush_s: float = 0.05, metrics: AuditMetrics | None = None,
+                 quorum_group_size: int | None = None) -> None:
         self.amqp_url, self.store = amqp_url, store
         self.names = Names(prefix, shards)
         self.delivery_limit = delivery_limit
         self.metrics = metrics or AuditMetrics()
         self.consuming = False
         self.batch, self.flush_s = batch, flush_s
+        self.quorum_group_size = quorum_group_size
         self.pending: list[tuple[AbstractIncomingMessage, Event]] = []
         self.stored = 0
         self.received = 0
@@ -47,9 +49,9 @@ class AuditConsumer:
         self._flushes: set[asyncio.Task[None]] = set()
 
     async def start(self) -> None:
-        self._conn = await aio_pika.connect_robust(self.amqp_url, reconnect_interval=1.0)
+        self._conn = await connect_robust(self.amqp_url, reconnect_interval=1.0)
         channel = await self._conn.channel()
-        await declare(channel, self.names, delivery_limit=5, owner=False)
+        await declare(channel, self.names, 5, self.quorum_group_size, owner=False)
         await channel.set_qos(prefetch_count=self.batch * 2)
         queue = await channel.declare_queue(self.names.audit_queue, passive=True)
         await queue.consume(self._on_message)

@@ -16,6 +16,7 @@ import msgspec
 from aio_pika.abc import AbstractIncomingMessage
 
 from schemas.commands import decode_command
+from worker.broker.connect import connect
 from worker.broker.topology import Names, shard_for
 
 
@@ -70,7 +71,7 @@ def _letter(position: int, msg: AbstractIncomingMessage) -> DeadLetter:
 async def peek_dead_letters(amqp_url: str, names: Names, limit: int = 100) -> list[DeadLetter]:
     """Up to ``limit`` dead letters, oldest first, left in the queue."""
     out: list[DeadLetter] = []
-    async with await aio_pika.connect(amqp_url) as conn:
+    async with await connect(amqp_url) as conn:
         channel = await conn.channel()
         queue = await channel.declare_queue(names.dead_queue, passive=True)
         while len(out) < limit and (msg := await queue.get(fail=False)) is not None:
@@ -86,7 +87,7 @@ async def replay_dead_letter(amqp_url: str, names: Names, message_id: str,
                              scan_limit: int = 10_000) -> DeadLetter:
     """Re-publish the dead command whose message id or command id is ``message_id`` to
     its shard (confirmed), then remove it."""
-    async with await aio_pika.connect(amqp_url) as conn:
+    async with await connect(amqp_url) as conn:
         channel = await conn.channel(publisher_confirms=True, on_return_raises=True)
         queue = await channel.declare_queue(names.dead_queue, passive=True)
         for position in range(scan_limit):
@@ -117,7 +118,7 @@ async def replay_dead_letter(amqp_url: str, names: Names, message_id: str,
 async def drain_dead_letters(amqp_url: str, names: Names) -> list[tuple[bytes, str]]:
     """Remove every dead letter; return (body, reason) pairs."""
     out = []
-    async with await aio_pika.connect(amqp_url) as conn:
+    async with await connect(amqp_url) as conn:
         channel = await conn.channel()
         queue = await channel.declare_queue(names.dead_queue, passive=True)
         while (msg := await queue.get(fail=False)) is not None:

@@ -1,11 +1,12 @@
 """Confirmed, persistent, mandatory publishing of events, tracking records and dead letters.
 
 ``publish`` returns only after the broker confirmed every message (quorum
-queues confirm once a majority has it on disk). An unroutable or nacked
+queues confirm once a majority has it on disk). An unroutable (returned)
 message raises, so the command is not acked. A lost connection or channel
 is waited out (robust reconnect) and the batch is published again, for at
-most ``republish_s``; events are idempotent by event_id, so a re-send that
-duplicates one is harmless.
+most ``republish_s``; so is a broker nack (a quorum queue between leaders
+after a cluster node died nacks). Events are idempotent by event_id, so a
+re-send that duplicates one is harmless.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from aio_pika.abc import AbstractExchange
 from schemas import Event
 from schemas.events import encode_event, event_kind
 from schemas.tracking import TrackOrder, encode_record
+from worker.broker.connect import needs_renewal, renew_channel, underlay_of
 from worker.broker.topology import Names, event_routing_key, shard_for
 from worker.metrics import Metrics
 
@@ -43,18 +45,22 @@ def event_message(event: Event) -> aio_pika.Message:
 
 
 async def send_with_reconnect(what: str, send: Callable[[], Awaitable[object]],
-                              limit_s: float) -> None:
-    """Call ``send`` until it succeeds, riding out a robust reconnect for ``limit_s``."""
+                              limit_s: float, via: AbstractExchange | None = None) -> None:
+    """Call ``send`` until it succeeds, riding out a robust reconnect or a broker nack
+    (after which the channel of exchange ``via`` is renewed) for ``limit_s``."""
     deadline = time.monotonic() + limit_s
     attempt = 0
     while True:
+        channel = await underlay_of(via) if via is not None else None
         try:
             await send()
             return
-        except RECONNECTABLE as exc:
+        except (*RECONNECTABLE, amqp_errors.DeliveryError) as exc:
             attempt += 1
-            if time.monotonic() > deadline:
-                raise
+            if isinstance(exc, amqp_errors.PublishError) or time.monotonic() > deadline:
+                raise  # PublishError: returned as unroutable, re-sending cannot help
+            if via is not None and needs_renewal(via, exc):
+                await renew_channel(via, channel)
             log.warning("publishing %s failed (%r); re-sending after reconnect", what, exc)
             await asyncio.sleep(min(0.1 * 2**attempt, 2.0))
 
@@ -82,7 +88,7 @@ class RabbitPublisher:
         self._republish_s = republish_s
 
     async def _with_reconnect(self, what: str, send: Callable[[], Awaitable[object]]) -> None:
-        await send_with_reconnect(what, send, self._republish_s)
+        await send_with_reconnect(what, send, self._republish_s, self._events)
 
     async def publish(self, events: Sequence[Event],
                       records: Sequence[TrackOrder] = ()) -> None:

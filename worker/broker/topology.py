@@ -89,24 +89,32 @@ class Topology:
 QUORUM: dict[str, Any] = {"x-queue-type": "quorum"}
 
 
+def quorum(group_size: int | None = None) -> dict[str, Any]:
+    """Quorum-queue arguments: ``group_size`` replicas per queue (``OW_QUORUM_GROUP_SIZE``;
+    None: the broker's default, 3 capped at the cluster size). Every declarer must agree:
+    the broker refuses a redeclaration with another value."""
+    return QUORUM if group_size is None else {**QUORUM, "x-quorum-initial-group-size": group_size}
+
+
 async def declare(channel: AbstractChannel, names: Names, delivery_limit: int,
-                  *, owner: bool = True) -> Topology:
+                  quorum_group_size: int | None = None, *, owner: bool = True) -> Topology:
     """Declare the command/event topology. ``owner`` (workers): the shard queues get this
     worker's arguments, and a mismatch with existing ones stops the worker. Not owner
     (clients, tools): shard queues are the workers' to declare; a client publishing
     before any worker declared them gets its command back as unroutable."""
+    quorum_args = quorum(quorum_group_size)
     commands = await channel.declare_exchange(names.commands, aio_pika.ExchangeType.DIRECT,
                                               durable=True)
     events = await channel.declare_exchange(names.events, aio_pika.ExchangeType.TOPIC,
                                             durable=True)
     dlx = await channel.declare_exchange(names.dlx, aio_pika.ExchangeType.FANOUT, durable=True)
-    dead = await channel.declare_queue(names.dead_queue, arguments=QUORUM, durable=True)
+    dead = await channel.declare_queue(names.dead_queue, arguments=quorum_args, durable=True)
     await dead.bind(dlx)
     audit = await channel.declare_queue(names.audit_queue, durable=True, arguments={
-        **QUORUM, "x-dead-letter-exchange": names.dlx})
+        **quorum_args, "x-dead-letter-exchange": names.dlx})
     await audit.bind(events, "order.#")
     shard_args: dict[str, Any] = {
-        **QUORUM,
+        **quorum_args,
         "x-single-active-consumer": True,
         "x-delivery-limit": delivery_limit,
         "x-dead-letter-exchange": names.dlx,
@@ -122,15 +130,17 @@ async def declare(channel: AbstractChannel, names: Names, delivery_limit: int,
     return Topology(commands, events, dlx, queues, audit, dead)
 
 
-async def declare_tracking(channel: AbstractChannel, names: Names, cycle_s: float) -> None:
+async def declare_tracking(channel: AbstractChannel, names: Names, cycle_s: float,
+                           quorum_group_size: int | None = None) -> None:
     """The tracker's carousel and the dead-letter watcher's queue (workers only)."""
+    quorum_args = quorum(quorum_group_size)
     tracking = await channel.declare_exchange(names.tracking, aio_pika.ExchangeType.DIRECT,
                                               durable=True)
     for shard in range(names.shards):
         shard_queue = await channel.declare_queue(names.shard_queue(shard), passive=True)
         await shard_queue.bind(tracking, str(shard))
         await channel.declare_queue(names.track_queue(shard), durable=True, arguments={
-            **QUORUM,
+            **quorum_args,
             "x-message-ttl": int(cycle_s * 1000),
             "x-dead-letter-exchange": names.tracking,
             "x-dead-letter-routing-key": str(shard),
@@ -138,7 +148,7 @@ async def declare_tracking(channel: AbstractChannel, names: Names, cycle_s: floa
             "x-overflow": "reject-publish",
         })
     watch = await channel.declare_queue(names.dead_watch_queue, durable=True, arguments={
-        **QUORUM, "x-single-active-consumer": True})
+        **quorum_args, "x-single-active-consumer": True})
     await watch.bind(names.dlx)
 
 

@@ -14,11 +14,11 @@ from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any
 
-import aio_pika
 from aio_pika.abc import AbstractIncomingMessage
 
 from schemas import OrderAccepted, OrderFilled, PlaceOrder, client_order_id, event_id
 from schemas.commands import decode_command
+from worker.broker.connect import connect_robust
 from worker.broker.publisher import RabbitPublisher
 from worker.broker.topology import Names, declare
 from worker.settings import load_settings
@@ -27,9 +27,9 @@ from worker.settings import load_settings
 async def main() -> None:
     s = load_settings()
     names = Names(s.prefix, s.shards)
-    conn = await aio_pika.connect_robust(s.amqp_url)
+    conn = await connect_robust(s.amqp_url, reconnect_interval=5.0)
     pub_channel = await conn.channel(publisher_confirms=True, on_return_raises=True)
-    topo = await declare(pub_channel, names, s.delivery_limit)
+    topo = await declare(pub_channel, names, s.delivery_limit, s.quorum_group_size)
     publisher = RabbitPublisher(topo.events, topo.dlx)
     channel = await conn.channel()
     await channel.set_qos(prefetch_count=s.prefetch)

@@ -29,6 +29,7 @@ import shutil
 import sys
 import time
 import uuid
+from collections.abc import Callable, Coroutine
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import IO
@@ -68,6 +69,10 @@ class Chaos:
     kills: int = 0
     crashes: int = 0
     broker_restarts: int = 0
+    extra_faults: list[Callable[[Stage], Coroutine[None, None, None]]] = field(
+        default_factory=list)
+    """More fault coroutines, run beside the worker kills from the first order on and
+    awaited before the workers stop (e.g. broker node kills, worker.lab.chaos_cluster)."""
 
     def worker_env(self, index: int, sim_url: str) -> dict[str, str]:
         # the simulator is local: no client-side rate limit needed
@@ -160,8 +165,20 @@ class Fleet:
                     p.kill()
 
 
+@dataclass
+class Stage:
+    """What an extra fault coroutine sees; ``stop`` is set when the calm begins."""
+
+    chaos: Chaos
+    fleet: Fleet
+    sim: BinanceSim
+    log: EventLog
+    stop: asyncio.Event
+
+
 def _local_broker(url: str) -> bool:
-    return shutil.which("rabbitmqctl") is not None and ("127.0.0.1" in url or "localhost" in url)
+    return shutil.which("rabbitmqctl") is not None and "," not in url and (
+        "127.0.0.1" in url or "localhost" in url)
 
 
 async def _run(*cmd: str) -> int:
@@ -212,7 +229,10 @@ async def run(chaos: Chaos, drain_timeout_s: float = 120.0) -> dict[str, object]
         await log.start()
         supervisor = asyncio.create_task(fleet.supervise(stop_fleet))
         await client.wait_for_workers(60)
+        started = time.monotonic()
         mayhem = asyncio.create_task(_mayhem(chaos, fleet, stop_chaos))
+        stage = Stage(chaos, fleet, sim, log, stop_chaos)
+        extras = [asyncio.create_task(fault(stage)) for fault in chaos.extra_faults]
         for at, cmd in cmds:
             await asyncio.sleep(max(0.0, started + 1.0 + at - time.monotonic()))
             await client.send(cmd)
@@ -226,6 +246,7 @@ async def run(chaos: Chaos, drain_timeout_s: float = 120.0) -> dict[str, object]
             await asyncio.sleep(0.5)
         stop_chaos.set()
         await mayhem
+        await asyncio.gather(*extras)
         stop_fleet.set()
         await supervisor
         await fleet.stop()

@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-import aio_pika
 from aio_pika.abc import AbstractIncomingMessage, AbstractRobustConnection
 
 from schemas import CancelRejected, OrderFailed, OrderRejected, RejectReason
 from schemas.events import OUTCOME_EVENTS, decode_event, event_kind
+from worker.broker.connect import connect_robust
 from worker.broker.topology import Names
 
 
@@ -24,7 +24,7 @@ class EventLog:
         self._conn: AbstractRobustConnection | None = None
 
     async def start(self) -> None:
-        self._conn = await aio_pika.connect_robust(self.amqp_url, reconnect_interval=1.0)
+        self._conn = await connect_robust(self.amqp_url, reconnect_interval=1.0)
         channel = await self._conn.channel()
         await channel.set_qos(prefetch_count=500)
         queue = await channel.declare_queue(self.names.audit_queue, passive=True)
