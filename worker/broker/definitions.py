@@ -64,7 +64,7 @@ def users(env: Mapping[str, str], vhost: str = "/") -> dict[str, list[dict[str, 
 
 
 def definitions(prefix: str = "orderworker", shards: int = 8,
-                delivery_limit: int = 5) -> dict[str, Any]:
+                delivery_limit: int = 20, track_cycle_s: float = 10.0) -> dict[str, Any]:
     """The topology (vhost, exchanges, queues, bindings), without users."""
     n = Names(prefix, shards)
     vhost = "/"
@@ -84,15 +84,25 @@ def definitions(prefix: str = "orderworker", shards: int = 8,
     shard_args = {**QUORUM, "x-single-active-consumer": True, "x-delivery-limit": delivery_limit,
                   "x-dead-letter-exchange": n.dlx, "x-dead-letter-strategy": "at-least-once",
                   "x-overflow": "reject-publish"}
+    def track_args(k: int) -> dict[str, Any]:
+        return {**QUORUM, "x-message-ttl": int(track_cycle_s * 1000),
+                "x-dead-letter-exchange": n.tracking, "x-dead-letter-routing-key": str(k),
+                "x-dead-letter-strategy": "at-least-once", "x-overflow": "reject-publish"}
+
+    ks = range(shards)
     return {
         "vhosts": [{"name": vhost}],
         "exchanges": [exchange(n.commands, "direct"), exchange(n.events, "topic"),
-                      exchange(n.dlx, "fanout")],
-        "queues": [queue(n.shard_queue(k), shard_args) for k in range(shards)] + [
+                      exchange(n.dlx, "fanout"), exchange(n.tracking, "direct")],
+        "queues": [queue(n.shard_queue(k), shard_args) for k in ks]
+        + [queue(n.track_queue(k), track_args(k)) for k in ks] + [
             queue(n.audit_queue, {**QUORUM, "x-dead-letter-exchange": n.dlx}),
-            queue(n.dead_queue, dict(QUORUM))],
-        "bindings": [binding(n.commands, n.shard_queue(k), str(k)) for k in range(shards)] + [
-            binding(n.events, n.audit_queue, "order.#"), binding(n.dlx, n.dead_queue, "")],
+            queue(n.dead_queue, dict(QUORUM)),
+            queue(n.dead_watch_queue, {**QUORUM, "x-single-active-consumer": True})],
+        "bindings": [binding(n.commands, n.shard_queue(k), str(k)) for k in ks]
+        + [binding(n.tracking, n.shard_queue(k), str(k)) for k in ks] + [
+            binding(n.events, n.audit_queue, "order.#"), binding(n.dlx, n.dead_queue, ""),
+            binding(n.dlx, n.dead_watch_queue, "")],
     }
 
 
@@ -100,13 +110,14 @@ def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m worker.broker.definitions")
     p.add_argument("--prefix", default="orderworker")
     p.add_argument("--shards", type=int, default=8)
-    p.add_argument("--delivery-limit", type=int, default=5)
+    p.add_argument("--delivery-limit", type=int, default=20)
+    p.add_argument("--track-cycle-s", type=float, default=10.0)
     p.add_argument("--users", action="store_true",
                    help="add the users, passwords from " + " and ".join(PASSWORD_VARS.values()))
     p.add_argument("--out", help="write here instead of standard output")
     p.add_argument("--mode", default="600", help="--out file mode, octal (default 600)")
     a = p.parse_args(argv)
-    doc = definitions(a.prefix, a.shards, a.delivery_limit)
+    doc = definitions(a.prefix, a.shards, a.delivery_limit, a.track_cycle_s)
     if a.users:
         try:
             doc.update(users(os.environ))

@@ -34,6 +34,8 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import IO
 
+import msgspec
+
 from schemas import CancelOrder, PlaceOrder, client_order_id
 from schemas.commands import Command, decode_command
 from worker.broker.deadletters import drain_dead_letters
@@ -235,7 +237,7 @@ async def run(chaos: Chaos, drain_timeout_s: float = 120.0) -> dict[str, object]
         extras = [asyncio.create_task(fault(stage)) for fault in chaos.extra_faults]
         for at, cmd in cmds:
             await asyncio.sleep(max(0.0, started + 1.0 + at - time.monotonic()))
-            await client.send(cmd)
+            await client.send(msgspec.structs.replace(cmd, created_at=datetime.now(UTC)))
         # keep breaking things while the backlog is worked off, then drain in peace
         ids = {c.command_id for _, c in cmds}
         calm_at = time.monotonic() + chaos.kill_every_s * 3

@@ -103,18 +103,28 @@ async def handle_cancel(cmd: CancelOrder, deps: Deps, delivery: Delivery) -> Out
             await tracker.persist([entry])
             return ACK
         if entry is None or entry.phase == "tombstone":
-            state = await find(deps, exchange, symbol, target_cid) if symbol else None
+            state = await (find(deps, exchange, symbol, target_cid) if symbol
+                           else _find_open(deps, exchange, target_cid))
             if state is None:
                 log.info("cancel target unknown", extra={"client_order_id": target_cid,
                                                          "shard": delivery.shard,
                                                          "waited_s": cold})
                 return await _tombstone(deps, cmd, cancel, target)
+            target = ref_of(cmd, symbol=state.symbol, command_id=cmd.target_command_id)
             entry = tracker.add(tracker.open_entry(target, state, deadline_at=None))
             await tracker.persist([entry], [accepted(target, state)])
             entry.accepted.set()
             deps.metrics.reconciliations.labels("adopted_by_cancel").inc()
         await _cancel_entry(deps, cancel, entry, exchange)
     return ACK
+
+
+async def _find_open(deps: Deps, exchange: Exchange, cid: str) -> OrderState | None:
+    """Without a symbol: the target among all the account's open orders (one call)."""
+    listed = await call_with_retry(retry_policy(deps.settings), "get_open_orders",
+                                   partial(exchange.get_open_orders, None),
+                                   deps.metrics.on_retry)
+    return next((o for o in listed if o.client_order_id == cid), None)
 
 
 async def _tombstone(deps: Deps, cmd: CancelOrder, cancel: OrderRef,
