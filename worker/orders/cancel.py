@@ -103,8 +103,14 @@ async def handle_cancel(cmd: CancelOrder, deps: Deps, delivery: Delivery) -> Out
             await tracker.persist([entry])
             return ACK
         if entry is None or entry.phase == "tombstone":
-            state = await (find(deps, exchange, symbol, target_cid) if symbol
-                           else _find_open(deps, exchange, target_cid))
+            state = await _lookup(deps, exchange, symbol, target_cid)
+            wait = (delivery.received_at + exchange.settle_s + deps.settings.fence_s
+                    - time.monotonic())
+            if state is None and wait > 0:
+                # the target's create may still be on the wire from a worker that died (or
+                # lost its connection) with it: "absent" holds only after the settle window
+                await asyncio.sleep(wait)
+                state = await _lookup(deps, exchange, symbol, target_cid)
             if state is None:
                 log.info("cancel target unknown", extra={"client_order_id": target_cid,
                                                          "shard": delivery.shard,
@@ -117,6 +123,12 @@ async def handle_cancel(cmd: CancelOrder, deps: Deps, delivery: Delivery) -> Out
             deps.metrics.reconciliations.labels("adopted_by_cancel").inc()
         await _cancel_entry(deps, cancel, entry, exchange)
     return ACK
+
+
+async def _lookup(deps: Deps, exchange: Exchange, symbol: str | None,
+                  cid: str) -> OrderState | None:
+    return await (find(deps, exchange, symbol, cid) if symbol
+                  else _find_open(deps, exchange, cid))
 
 
 async def _find_open(deps: Deps, exchange: Exchange, cid: str) -> OrderState | None:
