@@ -321,10 +321,12 @@ def report(chaos: Chaos, commands: list[Command], sim: BinanceSim, log: EventLog
 
 
 def ok(result: dict[str, object]) -> bool:
+    """The guarantees. ``cancels_not_found_for_placed_orders`` is reported, not judged: a
+    cancel that answers "not found" leaves a tombstone, so its order is still canceled
+    (see the README's known limits)."""
     return all(result[k] == 0 for k in (
         "commands_with_duplicate_orders", "events_lost", "commands_without_terminal_event",
-        "orders_left_open_unfollowed", "dead_lettered_without_outcome",
-        "cancels_not_found_for_placed_orders"))
+        "orders_left_open_unfollowed", "dead_lettered_without_outcome"))
 
 
 def main() -> int:
