@@ -11,7 +11,6 @@ import sys
 import time
 from collections import Counter
 from collections.abc import AsyncIterator, Callable
-from decimal import Decimal
 
 import aiohttp
 import pytest
@@ -170,3 +169,98 @@ async def test_resting_order_survives_kill_broker_restart_and_two_failovers(
     for c in (a, b):
         assert per_cid[client_order_id(c.account, c.command_id)] == 1
     assert time.monotonic() - started < 120
+
+
+# -- 2 and 3: an in-process worker on the simulator ------------------------------------
+
+@pytest.fixture
+async def on_sim(amqp_url: str, monkeypatch: pytest.MonkeyPatch
+                 ) -> AsyncIterator[tuple[Harness, BinanceSim]]:
+    sim = BinanceSim({KEY: SECRET})
+    url = await sim.start()
+    monkeypatch.setenv("OW_CRED_ACCT1_BINANCE_API_KEY", KEY)
+    monkeypatch.setenv("OW_CRED_ACCT1_BINANCE_SECRET", SECRET)
+    async with harness(amqp_url, OW_EXCHANGES=_exchanges(url), OW_TRACK_CYCLE_S="1",
+                       OW_TRACK_POLL_S="0.1") as h:
+        await h.start_worker()
+        yield h, sim
+    await sim.stop()
+
+
+async def _unacked(names: list[str]) -> dict[str, int] | None:
+    """``messages_unacknowledged`` per queue from rabbitmqctl (None without it)."""
+    if shutil.which("rabbitmqctl") is None:
+        return None
+    proc = await asyncio.create_subprocess_exec(
+        "rabbitmqctl", "-q", "list_queues", "name", "messages_unacknowledged",
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.DEVNULL)
+    out, _ = await proc.communicate()
+    if proc.returncode != 0:
+        return None
+    rows = (line.split() for line in out.decode().splitlines())
+    return {r[0]: int(r[1]) for r in rows if len(r) == 2 and r[0] in names and r[1].isdigit()}
+
+
+async def test_no_message_stays_unacked_while_orders_rest(
+        on_sim: tuple[Harness, BinanceSim]) -> None:
+    """50 orders rest for 8 tracking cycles while cancels and new orders flow: no shard or
+    tracking message is held for more than a few seconds, and every order is followed."""
+    h, sim = on_sim
+    metrics = h.workers[0].metrics
+    resting = [place(exchange="binance", type="limit", price="40000", timeout_s=None)
+               for _ in range(50)]
+    async with h.client() as client:
+        for cmd in resting:
+            await client.send(cmd)
+        for cmd in resting:
+            await client.wait_first(cmd.command_id, WAIT_S)
+        end = time.monotonic() + 8  # 8 cycles of OW_TRACK_CYCLE_S=1
+        flow = 0
+        while time.monotonic() < end:  # place-and-cancel pairs and market orders flow
+            extra = place(exchange="binance", type="limit", price="40000", timeout_s=None)
+            await client.send(extra)
+            await client.send(cancel(extra.command_id, exchange="binance"))
+            await client.submit(place(exchange="binance"), timeout_s=WAIT_S)
+            assert isinstance(await client.wait_terminal(extra.command_id, WAIT_S),
+                              OrderCanceled)
+            flow += 1
+        assert all([event_kind(e) for e in client.events[c.command_id]] == ["order_accepted"]
+                   for c in resting)  # all still resting
+        cancels = [cancel(c.command_id, exchange="binance") for c in resting]
+        for x in cancels:
+            await client.send(x)
+        outcomes = [await client.wait_outcome(x.command_id, WAIT_S) for x in cancels]
+        for c in resting:
+            assert isinstance(await client.wait_terminal(c.command_id, WAIT_S), OrderCanceled)
+    assert flow >= 3
+    assert all(isinstance(o, CancelDone) and o.order_status == "canceled" for o in outcomes)
+    assert metrics.unacked_max_s < 5.0, metrics.unacked_max_s
+    print(f"\nmax unacked: {metrics.unacked_max_s:.3f}s over {flow} flow rounds")
+    queues = [h.names.shard_queue(i) for i in range(h.names.shards)] + [
+        h.names.track_queue(i) for i in range(h.names.shards)]
+    for _ in range(20):  # idle: nothing unacked anywhere (the node's own count)
+        counts = await _unacked(queues)
+        if counts is None or (set(counts) == set(queues) and not any(counts.values())):
+            break
+        await asyncio.sleep(0.5)
+    assert counts is None or (set(counts) == set(queues) and not any(counts.values())), counts
+    print(f"unacked once idle: {counts}")
+    assert max(sim.orders_per_client_id().values()) == 1
+
+
+async def test_cancel_right_behind_a_retried_place_cancels_it(
+        on_sim: tuple[Harness, BinanceSim]) -> None:
+    h, sim = on_sim
+    sim.faults.set([{"kind": "429", "group": "create", "count": 2}])
+    cmd = place(exchange="binance", type="limit", price="40000", timeout_s=None)
+    x = cancel(cmd.command_id, exchange="binance")
+    async with h.client() as client:
+        await client.send(cmd)
+        await client.send(x)
+        outcome = await client.wait_outcome(x.command_id, WAIT_S)
+        final = await client.wait_terminal(cmd.command_id, WAIT_S)
+    assert sim.faults.injected.get("create:429", 0) == 2, sim.faults.injected
+    assert isinstance(outcome, CancelDone), outcome
+    assert outcome.order_status == "canceled"
+    assert isinstance(final, OrderCanceled)
+    assert sim.orders_per_client_id()[client_order_id(cmd.account, cmd.command_id)] == 1
