@@ -106,6 +106,14 @@ class Workers:
                 await p.wait()
 
 
+async def _kill(proc: asyncio.subprocess.Process) -> None:
+    """SIGKILL, then give the standby a tracking cycle to take the shards over."""
+    assert proc.returncode is None, f"the worker exited on its own (rc {proc.returncode})"
+    proc.kill()
+    await proc.wait()
+    await asyncio.sleep(3)
+
+
 async def test_resting_order_survives_kill_broker_restart_and_two_failovers(
         amqp_url: str) -> None:
     if not _local_node(amqp_url):
@@ -128,16 +136,18 @@ async def test_resting_order_survives_kill_broker_restart_and_two_failovers(
                 await client.send(b)
                 await _until(lambda: all(log.kinds_of(c.command_id)["order_accepted"]
                                          for c in (a, b)), "both orders accepted")
-                w0.kill()  # failover 1: every shard ends up with w1
-                await w0.wait()
-                await asyncio.sleep(3)  # a tracking cycle with w1 alone
-                await workers.start(0)
+                # Whichever worker owns A's shard, three SIGKILLs in turn move every
+                # shard to another worker at least twice; the broker restarts between.
+                await _kill(w0)  # every shard ends up with w1
                 await restart_broker()
+                await asyncio.sleep(3)  # w1 reconnected
+                w0 = await workers.start(0)
+                await asyncio.sleep(3)  # w0 up, on standby
+                await _kill(w1)  # its shards go to the fresh w0
+                w1 = await workers.start(1)
                 await asyncio.sleep(3)
-                w1.kill()  # failover 2: a fresh worker takes over
-                await w1.wait()
-                await workers.start(1)
-                await asyncio.sleep(3)
+                await _kill(w0)  # and on to the fresh w1
+                await workers.start(0)
                 assert not log.kinds_of(a.command_id) & Counter(
                     {"order_filled": 1, "order_canceled": 1}), "A ended before its price came"
                 await _move_price(sim_url, "BTC/USDT", "30000")  # A (buy 40000) crosses
