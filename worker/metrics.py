@@ -98,6 +98,10 @@ class Metrics:
         self.dead_letters = SnakeCounter("ow_dead_letters_total",
                                          "Commands the worker dead-lettered, by reason",
                                          ["reason"], registry=r)
+        self.unacked_max = Gauge("ow_message_unacked_seconds_max",
+                                 "Longest time one shard-queue message stayed unacked "
+                                 "(delivery -> ack/nack) since start", registry=r)
+        self.unacked_max_s = 0.0
 
     def on_retry(self, operation: str, exc: BaseException) -> None:
         self.retries.labels(operation).inc()
@@ -114,6 +118,12 @@ class Metrics:
 
     def on_dead_letter(self, reason: str) -> None:
         self.dead_letters.labels(reason_label(reason)).inc()
+
+    def on_settled(self, held_s: float) -> None:
+        """A shard-queue message was acked or nacked ``held_s`` after its delivery."""
+        if held_s > self.unacked_max_s:
+            self.unacked_max_s = held_s
+            self.unacked_max.set(held_s)
 
 
 class AuditMetrics:

@@ -115,3 +115,16 @@ async def test_tracking_record_comes_round_registers_and_is_republished_once() -
     await consumer.on_message(FakeMessage(news, log, "r3", exchange="ow.tracking"))  # type: ignore[arg-type]
     assert len(pub.records) == 2 and pub.records[-1].cancel_commands == ("x-1",)
     await deps.tracker.close()
+
+
+async def test_the_longest_unacked_time_is_measured_per_message() -> None:
+    log: list[str] = []
+    deps, _, _ = make()
+    deps.exchanges.exchanges["paper"] = SlowPaper(log)  # type: ignore[attr-defined]
+    consumer = CommandConsumer(deps, DeadLetters(), NAMES)  # type: ignore[arg-type]
+    await consumer.on_message(FakeMessage(  # type: ignore[arg-type]
+        encode_command(place(account="acct1")), log, "c1"))
+    assert "ack c1" in log
+    assert 0.3 <= deps.metrics.unacked_max_s < 5  # the 0.3 s create, delivery -> ack
+    assert deps.metrics.registry.get_sample_value(
+        "ow_message_unacked_seconds_max") == deps.metrics.unacked_max_s

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from typing import Any
 
 from aio_pika.abc import AbstractIncomingMessage
@@ -46,6 +47,15 @@ class CommandConsumer:
         return int(key) if key.isdigit() else shard_for(account, self.names.shards)
 
     async def on_message(self, message: AbstractIncomingMessage) -> None:
+        """Handles one message; every path settles it before returning, so the time spent
+        here is the time it stayed unacked (``ow_message_unacked_seconds_max``)."""
+        delivered = time.monotonic()
+        try:
+            await self._on_message(message)
+        finally:
+            self.deps.metrics.on_settled(time.monotonic() - delivered)
+
+    async def _on_message(self, message: AbstractIncomingMessage) -> None:
         # Runs in arrival order up to the first await: the turn is taken here.
         cmd = parse(message.body)
         if isinstance(cmd, TrackOrder) and message.exchange != self.names.tracking:

@@ -7,7 +7,7 @@ openOrders, allOrders, myTrades, /sapi/v1/asset/tradeFee; USDⓈ-M futures under
 X-MBX-APIKEY, HMAC-SHA256 ``signature`` over the query (GET/DELETE) or body
 (POST), ``timestamp`` within ``recvWindow``. Matching is the paper engine, one
 book per API key. Faults come from ``worker.lab.sim.faults``; the admin API
-(/_admin/faults, /_admin/stats) lets other processes drive it.
+(/_admin/faults, /_admin/stats, /_admin/price) lets other processes drive it.
 
 Run: ``python -m worker.lab.sim.binance --port 9100 --key K --secret S``.
 """
@@ -91,6 +91,7 @@ class BinanceSim:
         r.add_get("/sapi/v1/asset/tradeFee", self.trade_fee)
         self.futures.routes(r)
         r.add_post("/_admin/faults", self.set_faults)
+        r.add_post("/_admin/price", self.set_price)
         r.add_get("/_admin/stats", self.stats)
         return app
 
@@ -273,6 +274,19 @@ class BinanceSim:
         body = await request.json()
         self.faults.set(body.get("rules", []), body.get("seed"))
         return self._json({"ok": True})
+
+    async def set_price(self, request: web.Request) -> web.Response:
+        """``{"symbol": "BTC/USDT", "price": "30000"}``: moves the spot price of every
+        book there (the random walk goes on from it); resting limits that cross fill."""
+        body = await request.json()
+        self.move_price(body["symbol"], Decimal(str(body["price"])))
+        return self._json({"ok": True})
+
+    def move_price(self, symbol: str, price: Decimal) -> None:
+        for book in self.books.values():
+            line = book._book(symbol)  # the paper book's internals: lab code only
+            line.price = price
+            book._match(line)
 
     async def open_client_ids(self) -> list[str]:
         """Client order ids of every order still open, over all books."""
