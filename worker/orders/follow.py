@@ -148,11 +148,6 @@ async def poll_once(tracker: Tracker, exchange: Exchange, account: str, name: st
 
 async def _poll_entry(tracker: Tracker, exchange: Exchange, e: Entry,
                       listed: OrderState | None) -> None:
-    if listed is not None and not listed.is_terminal \
-            and listed.filled == (e.published_filled or 0):
-        e.misses = 0  # still open, nothing new: skip building events (1000s per poll)
-        await cancel_if_due(tracker, exchange, e)
-        return
     state = listed
     if state is None:  # left the open list (or not in it yet): ask for this one
         assert e.order_id is not None

@@ -47,7 +47,6 @@ class Tracker:
         self.warmth = ShardWarmth(self.cycle_s)
         self._followers: dict[tuple[str, str], asyncio.Task[None]] = {}
         self._terminal_at: dict[str, float] = {}
-        self._pruned_at = 0.0
         self.closed = False
 
     # -- registry ------------------------------------------------------------------
@@ -130,9 +129,6 @@ class Tracker:
 
     def _prune(self) -> None:
         now = time.monotonic()
-        if now - self._pruned_at < min(1.0, self.cycle_s / 4):
-            return  # a full scan per record is O(orders) per record: at most once a second
-        self._pruned_at = now
         keep = TERMINAL_KEEP_CYCLES * self.cycle_s
         for cid, at in list(self._terminal_at.items()):
             if now - at > keep:
