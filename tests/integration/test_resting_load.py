@@ -62,10 +62,6 @@ async def _market_latencies(amqp_url: str, exchanges: StaticExchanges, resting: 
 
 
 @pytest.mark.slow
-@pytest.mark.xfail(strict=False, reason="measured p99 ratio 2.85 (18 -> 52 ms, 2 shared cores): "
-                   "typical orders go ~7 -> ~20 ms (paper's O(open orders) funds check on every "
-                   "create ~11 ms, risk's resting exposure ~3 ms); p99 is the follower's "
-                   "once-a-second pass over 1,000 orders blocking the loop; see the h4 report")
 async def test_resting_orders_do_not_slow_new_commands(amqp_url: str) -> None:
     book = StaticExchanges({"paper": PaperExchange()})
     baseline = await _market_latencies(amqp_url, book, 0)
