@@ -8,7 +8,7 @@ BIN := $(VENV)/bin
 # make demo EXCHANGE=binance|bybit: the same orders via local servers and the real ccxt client
 EXCHANGE ?= paper
 
-.PHONY: install broker demo test test-fast lint bench chaos clean cluster cluster-stop chaos-cluster
+.PHONY: install broker demo test test-fast lint bench bench-tracking chaos clean cluster cluster-stop chaos-cluster
 
 $(BIN)/python:
 	$(PY) -m venv $(VENV)
@@ -38,6 +38,11 @@ lint: install
 
 bench: install broker
 	$(BIN)/python -m worker.lab.bench
+	$(BIN)/python -m worker.lab.bench_tracking
+
+# exchange requests/minute for one account with 1, 100 and 1000 resting orders (issue 9)
+bench-tracking: install broker
+	$(BIN)/python -m worker.lab.bench_tracking
 
 chaos: install broker
 	$(BIN)/python -m worker.lab.chaos

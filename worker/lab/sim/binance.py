@@ -68,6 +68,8 @@ class BinanceSim:
                                          for key in keys})
         self.faults = FaultPlan()
         self.requests = 0
+        self.by_endpoint: dict[str, int] = {}
+        """Requests per ``METHOD /path`` (admin calls excluded)."""
         self.runner: web.AppRunner | None = None
         self.port = 0
 
@@ -116,6 +118,8 @@ class BinanceSim:
         if request.path.startswith("/_admin"):
             return await handler(request)  # type: ignore[no-any-return]
         self.requests += 1
+        endpoint = f"{request.method} {request.path}"
+        self.by_endpoint[endpoint] = self.by_endpoint.get(endpoint, 0) + 1
         fault = self.faults.pick(_group(request))
         kind = fault.kind if fault else None
         if kind in ("500", "503"):
@@ -304,7 +308,8 @@ class BinanceSim:
         return counts
 
     async def stats(self, _: web.Request) -> web.Response:
-        return self._json({"requests": self.requests, "injected": self.faults.injected,
+        return self._json({"requests": self.requests, "by_endpoint": self.by_endpoint,
+                           "injected": self.faults.injected,
                            "orders_per_client_id": self.orders_per_client_id()})
 
 
