@@ -26,8 +26,11 @@ broker:
 demo: install broker
 	EXCHANGE=$(EXCHANGE) $(BIN)/python -m worker demo
 
+# most tests in parallel (they wait on the broker and the exchange servers, not the CPU);
+# then, alone, the few that restart the broker or measure latency (marked serial)
 test: install broker
-	$(BIN)/python -m pytest -q
+	$(BIN)/python -m pytest -q -n 4 -m "not serial"
+	$(BIN)/python -m pytest -q -m serial
 
 test-fast: install
 	$(BIN)/python -m pytest -q tests/unit

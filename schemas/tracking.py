@@ -8,6 +8,11 @@ publishes a fresh copy. So no record is ever unacked for long, and whichever
 worker owns the shard after a crash or failover learns every order within one
 cycle. Only records that arrive through ``<p>.tracking`` are trusted.
 
+Records travel in batches (``TrackBatch``, up to ``MAX_BATCH`` records of one shard
+per message): the owner renews whatever came round in one confirmed publish, so a
+shard with 1,000 resting orders costs a handful of messages per cycle, not 1,000,
+and the orders' records never queue up in front of the shard's commands.
+
 Phases:
 * ``open``      the exchange accepted the order (``exchange_order_id`` known);
 * ``pending``   a create may have reached the exchange, outcome unknown: resolve by
@@ -53,14 +58,34 @@ class TrackOrder(msgspec.Struct, frozen=True, kw_only=True, tag_field="kind",
     schema_version: int = 1
 
 
-_decoder = msgspec.json.Decoder(TrackOrder)
+MAX_BATCH = 256
+"""Records per batch message (about 100 KB)."""
+MAX_BATCH_BYTES = 4 * 1024 * 1024
+"""Largest tracking message a worker accepts."""
+
+
+class TrackBatch(msgspec.Struct, frozen=True, kw_only=True, tag_field="kind",
+                 tag="track_batch", forbid_unknown_fields=True):
+    """Records of one shard, renewed together."""
+
+    records: tuple[TrackOrder, ...]
+    schema_version: int = 1
+
+
+_decoder = msgspec.json.Decoder(TrackOrder | TrackBatch)
 _encoder = msgspec.json.Encoder()
 
 
-def encode_record(record: TrackOrder) -> bytes:
+def encode_record(record: TrackOrder | TrackBatch) -> bytes:
     return _encoder.encode(record)
 
 
-def decode_record(body: bytes) -> TrackOrder:
-    record: TrackOrder = _decoder.decode(body)
+def decode_record(body: bytes) -> TrackOrder | TrackBatch:
+    record: TrackOrder | TrackBatch = _decoder.decode(body)
     return record
+
+
+def batches(records: list[TrackOrder]) -> list[TrackBatch]:
+    """``records`` (one shard's) in messages of at most ``MAX_BATCH``."""
+    return [TrackBatch(records=tuple(records[i:i + MAX_BATCH]))
+            for i in range(0, len(records), MAX_BATCH)]

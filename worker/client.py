@@ -81,19 +81,21 @@ class OrderClient:
                 waiter[1].set_result(event)
 
     async def wait_for_workers(self, timeout_s: float = 30.0) -> None:
-        """Return once every shard queue exists (a worker declared the topology)."""
+        """Return once a worker declared the whole topology: every shard queue, and the
+        dead-letter watcher's queue, which a worker declares only after binding them."""
         assert self._conn is not None, "use 'async with OrderClient(...)'"
         loop = asyncio.get_running_loop()
         end = loop.time() + timeout_s
-        for shard in range(self.names.shards):
+        queues = [self.names.shard_queue(k) for k in range(self.names.shards)]
+        for queue in [*queues, self.names.dead_watch_queue]:
             while True:
                 channel = await self._conn.channel()
                 try:
-                    await channel.declare_queue(self.names.shard_queue(shard), passive=True)
+                    await channel.declare_queue(queue, passive=True)
                     break
                 except aio_pika.exceptions.ChannelClosed:
                     if loop.time() > end:
-                        raise NoWorkerError(f"no worker declared {self.names.shard_queue(shard)}"
+                        raise NoWorkerError(f"no worker declared {queue}"
                                             f" within {timeout_s:.0f}s") from None
                     await asyncio.sleep(0.2)
                 finally:

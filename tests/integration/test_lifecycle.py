@@ -114,9 +114,7 @@ async def _kill(proc: asyncio.subprocess.Process) -> None:
     await asyncio.sleep(3)
 
 
-@pytest.mark.xfail(strict=False, reason="passed 4 of 4 runs on a private node but timed out "
-                   "waiting for the fill once in a full CI-style run on the shared node after "
-                   "the chaos test's restart; under investigation (issue 9 stays open)")
+@pytest.mark.serial
 async def test_resting_order_survives_kill_broker_restart_and_two_failovers(
         amqp_url: str) -> None:
     if not _local_node(amqp_url):

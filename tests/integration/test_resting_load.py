@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import math
 import time
+from statistics import median
 
 import pytest
 
@@ -62,14 +63,22 @@ async def _market_latencies(amqp_url: str, exchanges: StaticExchanges, resting: 
 
 
 @pytest.mark.slow
-@pytest.mark.xfail(strict=False, reason="p99 of 50 orders on 2 shared cores is noisy: measured "
-                   "1.27x, 1.64x, 2.03x and 2.85x; kept running and reported, not judged")
+@pytest.mark.serial
+@pytest.mark.timeout(240)
 async def test_resting_orders_do_not_slow_new_commands(amqp_url: str) -> None:
-    book = StaticExchanges({"paper": PaperExchange()})
-    baseline = await _market_latencies(amqp_url, book, 0)
-    loaded = await _market_latencies(amqp_url, book, RESTING)
-    print(f"\nmarket command->filled p99: baseline {p99(baseline) * 1000:.1f} ms, with "
-          f"{RESTING} resting {p99(loaded) * 1000:.1f} ms, ratio "
-          f"{p99(loaded) / p99(baseline):.2f}")
-    assert len(baseline) == len(loaded) == MARKET
-    assert p99(loaded) <= 2 * p99(baseline)
+    """p99 of 50 samples is their maximum, so one stall of this shared 2-core machine decides
+    it: a second measurement (both runs again) is taken only if the first one fails."""
+    ratios = []
+    for attempt in range(2):
+        book = StaticExchanges({"paper": PaperExchange()})
+        baseline = await _market_latencies(amqp_url, book, 0)
+        loaded = await _market_latencies(amqp_url, book, RESTING)
+        assert len(baseline) == len(loaded) == MARKET
+        ratios.append(p99(loaded) / p99(baseline))
+        print(f"\nattempt {attempt + 1}: market command->filled p99: baseline "
+              f"{p99(baseline) * 1000:.1f} ms, with {RESTING} resting "
+              f"{p99(loaded) * 1000:.1f} ms, ratio {ratios[-1]:.2f}; medians "
+              f"{median(baseline) * 1000:.1f} and {median(loaded) * 1000:.1f} ms")
+        if ratios[-1] <= 2:
+            break
+    assert ratios[-1] <= 2, ratios

@@ -6,7 +6,7 @@ import asyncio
 from typing import Any
 
 from schemas.commands import encode_command
-from schemas.tracking import TrackOrder, encode_record
+from schemas.tracking import MAX_BATCH, TrackBatch, TrackOrder, batches, encode_record
 from tests.conftest import place
 from tests.unit.fakes import ScriptedPaper
 from tests.unit.test_handlers import make
@@ -115,6 +115,28 @@ async def test_tracking_record_comes_round_registers_and_is_republished_once() -
     await consumer.on_message(FakeMessage(news, log, "r3", exchange="ow.tracking"))  # type: ignore[arg-type]
     assert len(pub.records) == 2 and pub.records[-1].cancel_commands == ("x-1",)
     await deps.tracker.close()
+
+
+async def test_records_in_a_batch_and_concurrent_arrivals_are_renewed_together() -> None:
+    """1,000 resting orders must cost a handful of messages per cycle: a batch is folded in
+    whole, and records arriving while a renewal is in flight share the next publish."""
+    log: list[str] = []
+    deps, pub, _ = make()
+    consumer = CommandConsumer(deps, DeadLetters(), NAMES)  # type: ignore[arg-type]
+    recs = [_record(client_order_id=f"ow-{i}", exchange_order_id=f"P{i}") for i in range(40)]
+    batch = encode_record(TrackBatch(records=tuple(recs[:30])))
+    singles = [encode_record(r) for r in recs[30:]]
+    await asyncio.gather(*(consumer.on_message(FakeMessage(  # type: ignore[arg-type]
+        body, log, f"m{i}", exchange="ow.tracking")) for i, body in enumerate([batch, *singles])))
+    assert sorted(log) == sorted(f"ack m{i}" for i in range(11))
+    assert all(deps.tracker.get(f"ow-{i}") is not None for i in range(40))
+    assert len(pub.records) == 40 and pub.calls <= 2, pub.calls
+    await deps.tracker.close()
+
+
+def test_batches_hold_at_most_max_batch_records() -> None:
+    recs = [_record(client_order_id=f"ow-{i}") for i in range(2 * MAX_BATCH + 1)]
+    assert [len(b.records) for b in batches(recs)] == [MAX_BATCH, MAX_BATCH, 1]
 
 
 async def test_the_longest_unacked_time_is_measured_per_message() -> None:

@@ -20,7 +20,7 @@ from typing import Any
 from aio_pika.abc import AbstractIncomingMessage
 
 from schemas import OrderRejected, RejectReason, client_order_id
-from schemas.tracking import TrackOrder
+from schemas.tracking import TrackBatch, TrackOrder
 from worker.broker.publisher import RabbitPublisher
 from worker.broker.topology import Names, shard_for
 from worker.logs import bind
@@ -57,17 +57,19 @@ class CommandConsumer:
 
     async def _on_message(self, message: AbstractIncomingMessage) -> None:
         # Runs in arrival order up to the first await: the turn is taken here.
-        cmd = parse(message.body)
-        if isinstance(cmd, TrackOrder) and message.exchange != self.names.tracking:
+        via_tracking = message.exchange == self.names.tracking
+        cmd = parse(message.body, tracking=via_tracking)
+        if isinstance(cmd, TrackOrder | TrackBatch) and not via_tracking:
             cmd = Malformed(f"tracking record published to {message.exchange!r}",
-                            {"command_id": cmd.command_id})
+                            {"command_id": cmd.command_id} if isinstance(cmd, TrackOrder)
+                            else {})
         if isinstance(cmd, Malformed):
             if self.stopping:
                 await _settle(message, Outcome("retry"))
             else:
                 await self._guarded(message, self._reject_malformed(message, cmd))
             return
-        if isinstance(cmd, TrackOrder):
+        if isinstance(cmd, TrackOrder | TrackBatch):
             if self.stopping:
                 await _settle(message, Outcome("retry"))
             else:
@@ -87,8 +89,10 @@ class CommandConsumer:
                             final_attempt=attempt > self.deps.settings.delivery_limit)
         await self._guarded(message, self._run(message, cmd, delivery), turn)
 
-    async def _record(self, message: AbstractIncomingMessage, rec: TrackOrder) -> None:
-        await self.deps.tracker.on_record(rec, self._shard(message, rec.account))
+    async def _record(self, message: AbstractIncomingMessage,
+                      rec: TrackOrder | TrackBatch) -> None:
+        account = rec.account if isinstance(rec, TrackOrder) else ""
+        await self.deps.tracker.on_record(rec, self._shard(message, account))
         await _settle(message, Outcome("ack"))
 
     async def _guarded(self, message: AbstractIncomingMessage, work: Any,

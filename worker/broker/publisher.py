@@ -22,7 +22,7 @@ from aio_pika.abc import AbstractExchange
 
 from schemas import Event
 from schemas.events import encode_event, event_kind
-from schemas.tracking import TrackOrder, encode_record
+from schemas.tracking import TrackBatch, TrackOrder, batches, encode_record
 from worker.broker.connect import needs_renewal, renew_channel, underlay_of
 from worker.broker.topology import Names, event_routing_key, shard_for
 from worker.metrics import Metrics
@@ -65,10 +65,17 @@ async def send_with_reconnect(what: str, send: Callable[[], Awaitable[object]],
             await asyncio.sleep(min(0.1 * 2**attempt, 2.0))
 
 
-def record_message(record: TrackOrder) -> aio_pika.Message:
+def record_message(record: TrackOrder | TrackBatch) -> aio_pika.Message:
+    kind = "track_batch" if isinstance(record, TrackBatch) else "track_order"
     return aio_pika.Message(encode_record(record), delivery_mode=PERSISTENT,
-                            content_type="application/json", type="track_order",
-                            headers={"client_order_id": record.client_order_id})
+                            content_type="application/json", type=kind)
+
+
+def by_shard(records: Sequence[TrackOrder], shards: int) -> dict[int, list[TrackOrder]]:
+    grouped: dict[int, list[TrackOrder]] = {}
+    for r in records:
+        grouped.setdefault(shard_for(r.account, shards), []).append(r)
+    return grouped
 
 
 class RabbitPublisher:
@@ -103,9 +110,10 @@ class RabbitPublisher:
                      for e in events]
             if records:
                 assert names is not None and tracks is not None
-                sends += [tracks.publish(
-                    record_message(r), names.track_queue(shard_for(r.account, names.shards)),
-                    mandatory=True, timeout=self._timeout) for r in records]
+                sends += [tracks.publish(record_message(batch), names.track_queue(shard),
+                                         mandatory=True, timeout=self._timeout)
+                          for shard, group in by_shard(records, names.shards).items()
+                          for batch in batches(group)]
             await asyncio.gather(*sends)
 
         if not events and not records:

@@ -108,6 +108,12 @@ class PaperExchange:
         self._open: dict[str, _Order] = {}
         self._by_cid: dict[str, list[_Order]] = {}
         self._ids = itertools.count(1)
+        self._used: dict[str, Decimal] = {}
+        """What the open orders hold, per asset (kept current by ``_settle``)."""
+        self._held: dict[str, tuple[str, Decimal]] = {}
+        self._reach: dict[str, tuple[Decimal, Decimal] | None] = {}
+        """Per symbol: (highest open buy limit, lowest open sell limit); None: a market
+        order rests, match every tick. Dropped whenever an open order changes."""
         self._placement = placement or PlacementPolicy(lookups=1, lookup_delay_s=0)
 
     settle_s = 0.0  # in-process: a create is done when the call returns
@@ -183,7 +189,16 @@ class PaperExchange:
         return order.state(self._quote(req.symbol))
 
     def _settle(self, order: _Order) -> None:
-        if order.status != "open":
+        """After every change of an order: its hold, and whether it is still open."""
+        self._reach.pop(order.req.symbol, None)
+        old = self._held.pop(order.id, None)
+        if old is not None:
+            self._used[old[0]] -= old[1]
+        if order.status == "open":
+            new = self._hold(order)
+            self._held[order.id] = new
+            self._used[new[0]] = self._used.get(new[0], Decimal(0)) + new[1]
+        else:
             self._open.pop(order.id, None)
 
     async def get_order(self, symbol: str, order_id: str) -> OrderState:
@@ -247,16 +262,16 @@ class PaperExchange:
         return symbol.split("/")[1]
 
     def _reserved(self) -> dict[str, Decimal]:
-        used: dict[str, Decimal] = {}
-        for o in self._open.values():
-            base, quote = o.req.symbol.split("/")
-            rest = o.req.amount - o.filled
-            if o.req.side == "sell":
-                used[base] = used.get(base, Decimal(0)) + rest
-            else:
-                px = o.req.price or self._books[o.req.symbol].price
-                used[quote] = used.get(quote, Decimal(0)) + rest * px * (1 + FEE_RATE)
-        return used
+        return self._used
+
+    def _hold(self, o: _Order) -> tuple[str, Decimal]:
+        """(asset, amount) an open order holds: its unfilled rest (buys: at its price)."""
+        base, quote = o.req.symbol.split("/")
+        rest = o.req.amount - o.filled
+        if o.req.side == "sell":
+            return base, rest
+        px = o.req.price or self._books[o.req.symbol].price
+        return quote, rest * px * (1 + FEE_RATE)
 
     def _check_funds(self, req: OrderRequest, book: _Book) -> None:
         base, quote = req.symbol.split("/")
@@ -272,11 +287,37 @@ class PaperExchange:
         if need > free:
             raise InsufficientFunds(f"need {need:.8f} {asset}, free {free:.8f}")
 
+    def _limits_reach(self, symbol: str) -> tuple[Decimal, Decimal] | None:
+        if symbol not in self._reach:
+            top, bottom = Decimal("-Infinity"), Decimal("Infinity")
+            reach: tuple[Decimal, Decimal] | None = None
+            for o in self._open.values():
+                req = o.req
+                if req.symbol != symbol:
+                    continue
+                if req.type != "limit" or req.price is None:
+                    break
+                if req.side == "buy":
+                    top = max(top, req.price)
+                else:
+                    bottom = min(bottom, req.price)
+            else:
+                reach = (top, bottom)
+            self._reach[symbol] = reach
+        return self._reach[symbol]
+
     def _match(self, book: _Book) -> None:
+        bid, ask = book.bid_ask()
+        reach = self._limits_reach(book.symbol)
+        if reach is not None and ask > reach[0] and bid < reach[1]:
+            return  # no open order of this book can fill at this price
         for order in list(self._open.values()):
-            if order.req.symbol == book.symbol:
-                self._fill(order, book, taker=False)
-                self._settle(order)
+            req = order.req
+            if req.symbol != book.symbol or (req.type == "limit" and req.price is not None and (
+                    ask > req.price if req.side == "buy" else bid < req.price)):
+                continue  # another book, or a limit the price has not reached
+            self._fill(order, book, taker=False)
+            self._settle(order)
 
     def _fill(self, order: _Order, book: _Book, *, taker: bool) -> None:
         req = order.req

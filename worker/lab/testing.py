@@ -19,12 +19,14 @@ class FakePublisher:
         self.events: list[Event] = []
         self.records: list[TrackOrder] = []
         self.fail_next: Exception | None = None
+        self.calls = 0
 
     async def publish(self, events: Sequence[Event],
                       records: Sequence[TrackOrder] = ()) -> None:
         if self.fail_next is not None:
             exc, self.fail_next = self.fail_next, None
             raise exc
+        self.calls += 1
         self.events.extend(events)
         self.records.extend(records)
 

@@ -69,6 +69,8 @@ async def _cancel_entry(deps: Deps, cancel: OrderRef | None, entry: Entry,
         await asyncio.wait_for(entry.accepted.wait(), ACCEPT_WAIT_S)
     state = await _cancel_on_exchange(deps, exchange, entry)
     tracker = deps.tracker
+    if entry.terminal and cancel is not None:
+        return  # the follower saw it end meanwhile and reported our cancel_done with it
     if state.is_terminal or entry.terminal:
         final = state if state.is_terminal else entry.final
         event = progress(entry.ref, state) if state.is_terminal else None

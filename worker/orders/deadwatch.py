@@ -21,7 +21,7 @@ import time
 from dataclasses import dataclass
 
 from schemas import CancelAll, CancelOrder, PlaceOrder, RejectReason
-from schemas.tracking import TrackOrder
+from schemas.tracking import TrackBatch, TrackOrder
 from worker.orders.events import cancel_rejected, ref_of
 from worker.orders.intake import Malformed, parse
 from worker.orders.registry import Entry
@@ -46,7 +46,7 @@ async def on_dead_letter(dead: DeadLetter, deps: Deps) -> None:
     """Give a broker-dead-lettered message its outcome; returns once that is confirmed."""
     if dead.worker_reason is not None or not dead.from_shard_queue:
         return
-    msg = parse(dead.body)
+    msg = parse(dead.body, tracking=dead.via_tracking)
     deps.metrics.reconciliations.labels("dead_letter_watched").inc()
     match msg:
         case Malformed():
@@ -54,6 +54,9 @@ async def on_dead_letter(dead: DeadLetter, deps: Deps) -> None:
         case TrackOrder():
             if dead.via_tracking:
                 await deps.publisher.publish([], [msg])
+        case TrackBatch():
+            if dead.via_tracking:
+                await deps.publisher.publish([], list(msg.records))
         case PlaceOrder():
             ref = ref_of(msg)
             log.error("command dead-lettered by the broker (%s); resolving it by lookup",

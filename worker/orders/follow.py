@@ -51,6 +51,7 @@ async def observe(tracker: Tracker, entry: Entry, state: OrderState) -> None:
     if entry.terminal:
         return
     entry.misses = 0
+    entry.last_seen = (state.status, state.filled)
     event = progress(entry.ref, state)
     if state.is_terminal:
         events = [event] if event is not None else []
@@ -69,10 +70,14 @@ async def observe(tracker: Tracker, entry: Entry, state: OrderState) -> None:
         entry.published_filled = state.filled
 
 
+def _cancel_wanted(entry: Entry, now: float) -> bool:
+    return entry.cancel_requested or (entry.deadline_at is not None and now >= entry.deadline_at)
+
+
 async def cancel_if_due(tracker: Tracker, exchange: Exchange, entry: Entry) -> None:
     """Send the cancel a timeout or a CancelOrder asked for; again if it seems lost."""
     now = time.time()
-    due = entry.cancel_requested or (entry.deadline_at is not None and now >= entry.deadline_at)
+    due = _cancel_wanted(entry, now)
     resend = now - entry.cancel_sent_at > tracker.settings.cancel_confirm_s
     if not due or entry.order_id is None or (entry.cancel_sent_at and not resend):
         return
@@ -137,10 +142,18 @@ async def poll_once(tracker: Tracker, exchange: Exchange, account: str, name: st
     for e in entries:
         if e.phase == "open" and e.order_id is not None and e.accepted.is_set():
             by_symbol[e.ref.symbol].append(e)
+    now = time.time()
     for symbol, group in by_symbol.items():
         listed = {o.id: o for o in await exchange.get_open_orders(symbol)}
-        for e in group:
-            await _step(tracker, e, _poll_entry(tracker, exchange, e, listed.get(e.order_id or "")))
+        for i, e in enumerate(group):
+            state = listed.get(e.order_id or "")
+            if state is not None and (state.status, state.filled) == e.last_seen \
+                    and not _cancel_wanted(e, now):
+                e.misses = 0
+                continue  # resting as before: nothing to publish, nothing to send
+            await _step(tracker, e, _poll_entry(tracker, exchange, e, state))
+            if i % 100 == 99:
+                await asyncio.sleep(0)  # a long pass must not hold up commands
     for e in entries:
         if e.phase == "pending":
             await _step(tracker, e, resolve_pending(tracker, exchange, e))

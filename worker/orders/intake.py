@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 import msgspec
 
 from schemas.commands import MAX_COMMAND_BYTES, Command
-from schemas.tracking import TrackOrder
+from schemas.tracking import MAX_BATCH_BYTES, TrackBatch, TrackOrder
 from worker.messages import explain_json
 
 _ID_FIELDS = ("command_id", "account", "exchange", "symbol")
@@ -37,15 +37,18 @@ def _peek(body: bytes) -> dict[str, str]:
     return out
 
 
-_inbound = msgspec.json.Decoder(Command | TrackOrder)
+Inbound = Command | TrackOrder | TrackBatch
+_inbound = msgspec.json.Decoder(Inbound)
 
 
-def parse(body: bytes) -> Command | TrackOrder | Malformed:
-    """Never raises: every body is a Command, a TrackOrder or Malformed."""
+def parse(body: bytes, *, tracking: bool = False) -> Inbound | Malformed:
+    """Never raises: every body is a Command, a tracking record (batch) or Malformed.
+    ``tracking``: it came through the tracking exchange, where batches may be larger."""
+    limit = MAX_BATCH_BYTES if tracking else MAX_COMMAND_BYTES
     try:
-        if len(body) > MAX_COMMAND_BYTES:
-            raise msgspec.ValidationError(f"command larger than {MAX_COMMAND_BYTES} bytes")
-        inbound: Command | TrackOrder = _inbound.decode(body)
+        if len(body) > limit:
+            raise msgspec.ValidationError(f"command larger than {limit} bytes")
+        inbound: Inbound = _inbound.decode(body)
         return inbound
     except (msgspec.DecodeError, msgspec.ValidationError) as exc:
         try:

@@ -99,7 +99,7 @@ async def _place(deps: Deps, cmd: PlaceOrder, order: ValidOrder, delivery: Deliv
     s = deps.settings
     check_fresh(cmd.created_at, datetime.now(UTC), s.max_command_age_s, s.max_clock_skew_s)
     await check_risk(order, exchange, s.risk, spot=deps.exchanges.is_spot(cmd.exchange),
-                     resting=deps.tracker.live_entries(cmd.account, cmd.exchange))
+                     resting=deps.tracker.exposure.get(cmd.account, cmd.exchange, cmd.symbol))
     request = OrderRequest(symbol=cmd.symbol, side=cmd.side, type=cmd.type,
                            amount=order.amount, price=order.price,
                            client_order_id=ref.client_order_id,

@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import time
 from dataclasses import dataclass, field
-from decimal import Decimal
+from decimal import Decimal, InvalidOperation
 
 from schemas.tracking import Phase, TrackOrder
 from worker.exchange.models import OrderState
@@ -43,12 +43,25 @@ class Entry:
     published_filled: Decimal | None = None
     renewed_at: float = field(default_factory=time.monotonic)
     """When a record copy of this entry was last published (monotonic)."""
+    last_seen: tuple[str, Decimal] | None = None
+    """(status, filled) of the last state observed: an unchanged listing is skipped."""
     misses: int = 0
     """Consecutive polls that could not see the order."""
     stalled: bool = False
     next_lookup_at: float = 0.0
     accepted: asyncio.Event = field(default_factory=asyncio.Event)
     """Set once OrderAccepted is confirmed: no later state is published before it."""
+    _amount: tuple[str, Decimal | None] = ("", None)
+
+    def amount_value(self) -> Decimal | None:
+        """``amount`` as a number (None if unreadable), parsed once per value."""
+        if self._amount[0] != self.amount:
+            try:
+                value: Decimal | None = Decimal(self.amount)
+            except InvalidOperation:
+                value = None
+            self._amount = (self.amount, value)
+        return self._amount[1]
 
     @property
     def live(self) -> bool:

@@ -7,13 +7,11 @@ price band against the ticker; market reference price against
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from decimal import Decimal, InvalidOperation
+from decimal import Decimal
 
 from schemas import RejectReason
 from worker.errors import InvalidOrder, RiskRejected
 from worker.exchange.ports import Exchange
-from worker.orders.registry import Entry
 from worker.orders.validation import ValidOrder
 from worker.settings import RiskLimits
 
@@ -38,26 +36,9 @@ def _price_protection(order: ValidOrder, ticker: Decimal, limits: RiskLimits) ->
                                f"of reference {order.price}")
 
 
-def resting_exposure(symbol: str, resting: Sequence[Entry]) -> tuple[Decimal, Decimal]:
-    """Worst-case (buy, sell) amounts of the live orders the tracker follows on ``symbol``:
-    each may still fill completely."""
-    buy = sell = Decimal(0)
-    for e in resting:
-        if e.ref.symbol != symbol:
-            continue
-        try:
-            amount = Decimal(e.amount)
-        except InvalidOperation:
-            continue
-        if e.side == "buy":
-            buy += amount
-        elif e.side == "sell":
-            sell += amount
-    return buy, sell
-
-
 async def check_risk(order: ValidOrder, exchange: Exchange, limits: RiskLimits,
-                     *, spot: bool = True, resting: Sequence[Entry] = ()) -> Decimal:
+                     *, spot: bool = True,
+                     resting: tuple[Decimal, Decimal] = (Decimal(0), Decimal(0))) -> Decimal:
     """Raise RiskRejected/InvalidOrder, or return the ticker price used.
 
     The position limit counts resting orders as if they filled, and sums every leg
@@ -85,7 +66,7 @@ async def check_risk(order: ValidOrder, exchange: Exchange, limits: RiskLimits,
         for pos in await exchange.get_positions():
             if pos.symbol == cmd.symbol:
                 current += -pos.amount if pos.side == "short" else pos.amount
-    rest_buy, rest_sell = resting_exposure(cmd.symbol, resting)
+    rest_buy, rest_sell = resting  # (buy, sell) amounts resting on this symbol
     worst = current + signed + (rest_buy if cmd.side == "buy" else -rest_sell)
     if abs(worst) > limits.max_position:
         raise RiskRejected(RejectReason.RISK_POSITION_LIMIT,

@@ -21,10 +21,12 @@ import time
 from collections.abc import Iterable, Sequence
 
 from schemas import Event
-from schemas.tracking import TrackOrder
+from schemas.tracking import TrackBatch, TrackOrder
 from worker.exchange.models import OrderState
 from worker.metrics import Metrics
 from worker.orders.events import OrderRef
+from worker.orders.exposure import Exposure
+from worker.orders.groupcommit import GroupCommit
 from worker.orders.registry import Entry, ShardWarmth, entry_from_record
 from worker.ports import EventPublisher, ExchangeProvider
 from worker.settings import Settings
@@ -44,9 +46,14 @@ class Tracker:
         self.metrics = metrics
         self.cycle_s = settings.track_cycle_s
         self.entries: dict[str, Entry] = {}
+        self._by_account: dict[tuple[str, str], dict[str, Entry]] = {}
+        self.exposure = Exposure()
         self.warmth = ShardWarmth(self.cycle_s)
         self._followers: dict[tuple[str, str], asyncio.Task[None]] = {}
         self._terminal_at: dict[str, float] = {}
+        self._pruned_at = 0.0
+        self._renewals = GroupCommit(self.persist)
+        metrics.tracked.set_function(self._count_live)  # counted when scraped
         self.closed = False
 
     # -- registry ------------------------------------------------------------------
@@ -54,8 +61,35 @@ class Tracker:
         return self.entries.get(cid)
 
     def live_entries(self, account: str, exchange: str) -> list[Entry]:
-        return [e for e in self.entries.values()
-                if e.live and e.ref.account == account and e.ref.exchange == exchange]
+        mine = self._by_account.get((account, exchange))
+        if not mine:
+            return []
+        return [e for e in mine.values() if not e.terminal and e.phase != "tombstone"]
+
+    def _put(self, entry: Entry) -> None:
+        cid, ref = entry.ref.client_order_id, entry.ref
+        old = self.entries.get(cid)
+        if old is not None:
+            self._unindex(old)
+        self.entries[cid] = entry
+        self._by_account.setdefault((ref.account, ref.exchange), {})[cid] = entry
+
+    def _drop(self, cid: str) -> None:
+        entry = self.entries.pop(cid, None)
+        if entry is not None:
+            self._unindex(entry)
+        self.exposure.remove(cid)
+
+    def _unindex(self, entry: Entry) -> None:
+        key = (entry.ref.account, entry.ref.exchange)
+        mine = self._by_account.get(key)
+        if mine is not None:
+            mine.pop(entry.ref.client_order_id, None)
+            if not mine:
+                del self._by_account[key]
+
+    def _count_live(self) -> int:
+        return sum(1 for e in self.entries.values() if e.live)
 
     def add(self, entry: Entry) -> Entry:
         """Register (or merge into) the entry for its client order id; start following."""
@@ -67,9 +101,9 @@ class Tracker:
                 have.accepted.set()
             entry = have
         else:
-            self.entries[cid] = entry
+            self._put(entry)
             self._terminal_at.pop(cid, None)
-        self.metrics.tracked.set(sum(1 for e in self.entries.values() if e.live))
+        self.exposure.update(entry)
         if entry.live:
             self._ensure_follower(entry.ref.account, entry.ref.exchange)
         return entry
@@ -86,7 +120,7 @@ class Tracker:
         """The order is terminal (``state``; None: never placed), its events confirmed."""
         entry.terminal, entry.final = True, state
         self._terminal_at[entry.ref.client_order_id] = time.monotonic()
-        self.metrics.tracked.set(sum(1 for e in self.entries.values() if e.live))
+        self.exposure.remove(entry.ref.client_order_id)
 
     async def persist(self, entries: Iterable[Entry], events: Sequence[Event] = ()) -> None:
         """Publish events and fresh record copies in one confirmed batch."""
@@ -95,51 +129,65 @@ class Tracker:
         now = time.monotonic()
         for e in entries:
             e.renewed_at = now
+            self.exposure.update(e)
 
     # -- the carousel --------------------------------------------------------------
-    async def on_record(self, rec: TrackOrder, shard: int) -> None:
-        """A record came round. Refresh the registry; re-publish unless it is a spare copy.
-        Returns once the fresh copy is confirmed, so the caller may ack the old one."""
+    async def on_record(self, rec: TrackOrder | TrackBatch, shard: int) -> None:
+        """Records came round. Refresh the registry; renew those that are not spare copies.
+        Returns once the fresh copies are confirmed, so the caller may ack the old message."""
         self.warmth.seen(shard)
         self._prune()
+        records = rec.records if isinstance(rec, TrackBatch) else (rec,)
+        renew = [e for e in (self._refresh(r, shard) for r in records) if e is not None]
+        if renew:
+            await self._renewals.renew(renew)
+
+    def _refresh(self, rec: TrackOrder, shard: int) -> Entry | None:
+        """Fold one record into the registry; the entry if its record must be renewed."""
         cid = rec.client_order_id
         entry = self.entries.get(cid)
         if entry is None and cid in self._terminal_at:
-            return  # done with it; let the copy go
+            return None  # done with it; let the copy go
         if rec.phase == "tombstone" and rec.expires_at is not None \
                 and rec.expires_at < time.time():
             if entry is None or entry.phase == "tombstone":
-                self.entries.pop(cid, None)
-                return
+                self._drop(cid)
+                return None
         if entry is None:
             entry = self.add(entry_from_record(rec))
             log.info("following an order from its record", extra={
                 "client_order_id": cid, "shard": shard, "phase": rec.phase})
             news = True
         elif entry.terminal:
-            return
+            return None
         else:
             news = entry.merge(rec)
+            if news:
+                self.exposure.update(entry)
             if news and entry.live:
                 self._ensure_follower(entry.ref.account, entry.ref.exchange)
         if not news and time.monotonic() - entry.renewed_at < self.cycle_s / 2:
             self.metrics.reconciliations.labels("spare_record_dropped").inc()
-            return
-        await self.persist([entry])
+            return None
+        return entry
 
     def _prune(self) -> None:
         now = time.monotonic()
+        if now - self._pruned_at < min(1.0, self.cycle_s / 4):
+            return
+        self._pruned_at = now
         keep = TERMINAL_KEEP_CYCLES * self.cycle_s
         for cid, at in list(self._terminal_at.items()):
             if now - at > keep:
                 del self._terminal_at[cid]
-                self.entries.pop(cid, None)
+                self._drop(cid)
         stale = STALE_CYCLES * self.cycle_s
         for cid, e in list(self.entries.items()):
             if not e.terminal and now - e.renewed_at > stale:
                 # nobody renewed it here for long: another worker owns its shard now
                 log.info("dropping entry owned elsewhere", extra={"client_order_id": cid})
-                del self.entries[cid]
+                self._drop(cid)
+        self.exposure.rebuild(self.entries.values())
 
     # -- followers -----------------------------------------------------------------
     def _ensure_follower(self, account: str, exchange: str) -> None:
