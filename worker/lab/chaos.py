@@ -83,7 +83,8 @@ class Chaos:
                                  "options": {"recvWindow": 1500}}}
         rate = self.crashes_expected / max(1, self.orders) / 4
         crash_points = ",".join(f"{p}:{rate:.6f}" for p in POINTS)
-        env = dict(os.environ, AMQP_URL=self.amqp_url, OW_PREFIX=self.prefix, OW_SHARDS="8",
+        inherited = {k: v for k, v in os.environ.items() if not k.startswith("OW_CHAOS_")}
+        env = dict(inherited, AMQP_URL=self.amqp_url, OW_PREFIX=self.prefix, OW_SHARDS="8",
                    OW_PREFETCH="16", OW_STANDBY_DELAY_S="1",
                    OW_TRACK_POLL_S="0.2", OW_TRACK_CYCLE_S="5", OW_RETRY_INITIAL_S="0.05",
                    OW_RETRY_MAX_TOTAL_S="5", OW_RECONCILE_DELAY_S="0.1",

@@ -38,20 +38,31 @@ class GroupCommit:
         await asyncio.shield(done)
 
     async def _drain(self) -> None:
-        await asyncio.sleep(0)  # let the rest of this network read queue up behind us
-        while self._waiters:
-            entries, waiters = list(self._queued.values()), self._waiters
-            self._queued, self._waiters = {}, []
-            try:
-                await self._persist(entries)
-            except Exception as exc:
-                for w in waiters:
-                    if not w.done():
-                        w.set_exception(exc)
-                continue
-            for w in waiters:
-                if not w.done():
-                    w.set_result(None)
+        waiters: list[asyncio.Future[None]] = []
+        try:
+            await asyncio.sleep(0)  # let the rest of this network read queue up behind us
+            while self._waiters:
+                entries, waiters = list(self._queued.values()), self._waiters
+                self._queued, self._waiters = {}, []
+                try:
+                    await self._persist(entries)
+                except Exception as exc:
+                    _settle(waiters, exc)
+                    continue
+                _settle(waiters, None)
+        finally:  # cancelled (shutdown): nobody may wait for a publish that will not come
+            gone = RuntimeError("tracking-record renewal stopped")
+            _settle(waiters + self._waiters, gone)
+            self._waiters, self._queued = [], {}
+
+
+def _settle(waiters: list[asyncio.Future[None]], exc: Exception | None) -> None:
+    for w in waiters:
+        if not w.done():
+            if exc is None:
+                w.set_result(None)
+            else:
+                w.set_exception(exc)
 
 
 def _retrieve(fut: asyncio.Future[None]) -> None:
