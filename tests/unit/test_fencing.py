@@ -135,3 +135,14 @@ def test_a_create_held_past_its_fence_deadline_is_never_signed() -> None:
         assert ok.signed_at is not None and ok.signed_at <= time.monotonic()
     finally:
         CREATE_WATCH.reset(token)
+
+
+async def test_a_redelivery_never_waits_beyond_the_intake_budget() -> None:
+    """settle + fence longer than the intake budget (e.g. recvWindow 60 s): the command
+    goes to the tracker as pending at once instead of staying unacked that long."""
+    deps, pub, paper = make(OW_INTAKE_BUDGET_S="0.5")
+    paper.settle_s = 60.0  # type: ignore[misc]
+    outcome = await handle(place(), deps, Delivery(attempt=2, redelivered=True))
+    assert outcome.action == "ack" and paper.created == 0 and pub.events == []
+    assert deps.tracker.entries and next(iter(deps.tracker.entries.values())).phase == "pending"
+    await deps.tracker.close()

@@ -97,6 +97,9 @@ async def _lookup(deps: Deps, exchange: Exchange, cmd: PlaceOrder, delivery: Del
         # after that, "absent" can be trusted.
         wait = (delivery.received_at + exchange.settle_s + deps.settings.fence_s
                 - time.monotonic())
+        if wait > deps.settings.intake_budget_s:  # e.g. a long recvWindow: never hold a
+            raise AmbiguousOrderState(           # message that long; the tracker decides
+                f"redelivered and not found; absence is known only in {wait:.0f}s")
         if wait > 0:
             await asyncio.sleep(wait)
         state = await find(deps, exchange, cmd.symbol, cid)
