@@ -20,7 +20,7 @@ from schemas.events import (
     OrderTrackingStalled,
     RejectReason,
 )
-from schemas.ids import client_order_id, event_id
+from schemas.ids import canonical_account, client_order_id, event_id
 
 __all__ = [
     "CancelAll",
@@ -39,6 +39,7 @@ __all__ = [
     "OrderTrackingStalled",
     "PlaceOrder",
     "RejectReason",
+    "canonical_account",
     "client_order_id",
     "event_id",
 ]

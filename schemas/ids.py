@@ -1,5 +1,6 @@
 """Deterministic identifiers: the same input always yields the same id.
 
+* ``canonical_account`` folds the aliases of an account into one identity.
 * ``client_order_id`` is sent with every create so a redelivered command can be
   found on the exchange (Binance: <=36 chars of ``[.A-Z:/a-z0-9_-]``, Bybit
   ``orderLinkId``: <=36 chars of letters, digits, ``-`` and ``_``).
@@ -17,8 +18,16 @@ CLIENT_ID_PREFIX = "ow-"
 _EVENT_NS = uuid.UUID("6f1d7c52-3b1e-4c39-9a8e-2d1b5e0c7a41")
 
 
+def canonical_account(account: str) -> str:
+    """The one identity of an account: lower case, ``-`` as ``_``. ``desk-1``, ``desk_1``
+    and ``Desk-1`` share one API key (credential lookup folds case and ``-``/``_``), so
+    they are one account: one shard, one turn, one client order id per command."""
+    return account.lower().replace("-", "_")
+
+
 def client_order_id(account: str, command_id: str) -> str:
-    digest = hashlib.sha256(f"{account}\x00{command_id}".encode()).hexdigest()
+    digest = hashlib.sha256(
+        f"{canonical_account(account)}\x00{command_id}".encode()).hexdigest()
     return CLIENT_ID_PREFIX + digest[:29]
 
 

@@ -6,7 +6,10 @@
     ├── RiskRejected            pre-trade risk -> OrderRejected, no retry
     └── ExchangeError
         ├── TransientError      network, 5xx, maintenance -> bounded retry, backoff+jitter
-        │   └── RateLimited     429 / DDoS protection     -> same, longer backoff
+        │   ├── RateLimited     429 / DDoS protection     -> same, longer backoff
+        │   ├── FenceExpired    create not sent: no fresh proof this worker still
+        │   │                   holds the command -> retried after a new proof
+        │   └── FenceLost       no proof possible (channel gone) -> stop, requeue
         ├── PermanentError      exchange said no          -> OrderRejected, no retry
         │   ├── InvalidOrder
         │   ├── InsufficientFunds
@@ -50,6 +53,16 @@ class TransientError(ExchangeError):
 
 class RateLimited(TransientError):
     pass
+
+
+class FenceExpired(TransientError):
+    """A create was *not* sent: the broker round trip proving this worker still holds
+    the command is older than ``fence_s`` (see worker.orders.place)."""
+
+
+class FenceLost(TransientError):
+    """This worker cannot show it still holds the command (its channel is gone or does
+    not answer): it must not act on it any more; the broker redelivers it."""
 
 
 class PermanentError(ExchangeError):

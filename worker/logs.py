@@ -1,4 +1,8 @@
-"""Structured JSON logs; ids from ``extra`` on every line; secrets redacted."""
+"""Structured JSON logs; ids from ``extra`` on every line; secrets redacted.
+
+Redaction covers everything a line carries, in both formats: the message, the
+traceback (``exc_info``, ``stack_info``), and ``extra`` fields (a field whose *name*
+looks secret is masked whole)."""
 
 from __future__ import annotations
 
@@ -11,8 +15,10 @@ from datetime import UTC, datetime
 import msgspec
 
 _STD = set(logging.LogRecord("", 0, "", 0, "", (), None).__dict__) | {"message", "asctime"}
-_SECRETISH = re.compile(r"(?i)(api[_-]?key|secret|signature|password|x-mbx-apikey)"
+_SECRET_NAME = r"api[_-]?key|apikey|secret|signature|sign|password|passphrase|x-mbx-apikey"
+_SECRETISH = re.compile(rf"(?i)({_SECRET_NAME}|x-bapi-api-key)"
                         r"(['\"]?\s*[:=]\s*['\"]?)([^'\"&\s,}]+)")
+_SECRET_FIELD = re.compile(rf"(?i)^(?:{_SECRET_NAME}|x-bapi-api-key|x-bapi-sign|credentials?)$")
 
 
 class Redactor(logging.Filter):
@@ -33,6 +39,15 @@ class Redactor(logging.Filter):
     def filter(self, record: logging.LogRecord) -> bool:
         record.msg = self.scrub(record.getMessage())
         record.args = None
+        for key, value in list(record.__dict__.items()):
+            if key in _STD or key.startswith("_"):
+                continue
+            if _SECRET_FIELD.match(key):
+                record.__dict__[key] = "**redacted**"
+            elif isinstance(value, str):
+                record.__dict__[key] = self.scrub(value)
+            elif not isinstance(value, int | float | bool | None):
+                record.__dict__[key] = self.scrub(str(value))
         return True
 
 
@@ -60,14 +75,25 @@ class JsonFormatter(logging.Formatter):
                 out[key] = value if simple else str(value)
         if record.exc_info:
             out["exc"] = REDACTOR.scrub(self.formatException(record.exc_info))
+        if record.stack_info:
+            out["stack"] = REDACTOR.scrub(self.formatStack(record.stack_info))
         return msgspec.json.encode(out).decode()
+
+
+class PlainFormatter(logging.Formatter):
+    """Text lines (``OW_LOG_JSON=false``), the traceback scrubbed like the message."""
+
+    def __init__(self) -> None:
+        super().__init__("%(asctime)s %(levelname)s %(name)s %(message)s")
+
+    def format(self, record: logging.LogRecord) -> str:
+        return REDACTOR.scrub(super().format(record))
 
 
 def setup_logging(level: str = "INFO", json: bool = True) -> None:
     handler = logging.StreamHandler(sys.stderr)
     handler.addFilter(REDACTOR)
-    handler.setFormatter(JsonFormatter() if json else logging.Formatter(
-        "%(asctime)s %(levelname)s %(name)s %(message)s"))
+    handler.setFormatter(JsonFormatter() if json else PlainFormatter())
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level)

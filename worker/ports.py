@@ -56,6 +56,23 @@ ACK = Outcome("ack")
 RETRY = Outcome("retry")
 
 
+class Fence(Protocol):
+    """Proof that this worker still holds a delivery (worker.broker.fence)."""
+
+    async def proven_at(self, max_age_s: float) -> float:
+        """Monotonic time, at most ``max_age_s`` old, before which the broker cannot have
+        given this delivery to anyone else (a round trip started then and succeeded);
+        raises TransientError when that cannot be shown (channel gone)."""
+        ...
+
+
+class _Unfenced:
+    """No broker (tests, tools): nobody else can hold the delivery."""
+
+    async def proven_at(self, max_age_s: float) -> float:
+        return time.monotonic()
+
+
 class _NoTurn:
     async def __aenter__(self) -> None:
         return None
@@ -76,6 +93,8 @@ class Delivery:
     """When this delivery arrived (monotonic); bounds when a previous one last acted."""
     turn: AbstractAsyncContextManager[None] = field(default_factory=_NoTurn)
     """Held while an order is submitted: serialises commands of one account."""
+    fence: Fence = field(default_factory=_Unfenced)
+    """Proves the worker still holds this delivery before a create is sent."""
 
 
 @dataclass(frozen=True)

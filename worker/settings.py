@@ -66,6 +66,12 @@ class ExchangeConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_f
     """HTTP timeout of one exchange request."""
     rate_limit: bool = True
     """ccxt's client-side rate limiter."""
+    clock_skew_ms: Annotated[int, Meta(ge=0, le=60_000)] = 1000
+    """Worst clock difference the exchange accepts: how far its clock may run behind this
+    host's. Added to the settle window (a request executes until its timestamp plus
+    recvWindow on the exchange's clock). Binance and Bybit refuse timestamps 1 s or more
+    ahead of their clock, so with NTP keeping this host within that, 1000 covers every
+    request they execute."""
     paper_balances: dict[str, Decimal] = {}
     """Paper driver: starting balances per currency."""
     paper_prices: dict[str, Decimal] = {}
@@ -112,9 +118,10 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=
     intake_budget_s: Annotated[float, Meta(gt=0, le=50.0)] = 40.0
     """How long a command may retry transient errors before it gets an outcome
     (OrderFailed, or a pending order handed to the tracker); keeps it acked in time."""
-    fence_s: Annotated[float, Meta(ge=0)] = 5.0
-    """A redelivered command's previous holder may still act this long after the
-    redelivery (its dead connection unnoticed); added to the settle window."""
+    fence_s: Annotated[float, Meta(gt=0, le=60.0)] = 5.0
+    """Fence: a create is sent only within this long of a broker round trip proving the
+    worker still holds the command, so a previous holder can act at most this long after
+    a redelivery arrived; a redelivered command waits it out on top of the settle window."""
     cancel_confirm_s: Positive = 30.0
     """A cancel the exchange has not confirmed after this long is sent again."""
     max_command_age_s: Positive = 300.0

@@ -17,12 +17,20 @@ from worker.exchange.models import OrderRequest, OrderState
 NAMES = Names("ow", 4)
 
 
+class FakeChannel:
+    is_closed = False
+
+    async def basic_qos(self, **_: Any) -> None:
+        return None
+
+
 class FakeMessage:
     def __init__(self, body: bytes, log: list[str], name: str, exchange: str = "ow.commands",
-                 routing_key: str = "0") -> None:
+                 routing_key: str = "") -> None:
         self.body, self.headers, self.redelivered = body, {}, False
         self.message_id, self.log, self.name = name, log, name
         self.exchange, self.routing_key = exchange, routing_key
+        self.channel = FakeChannel()
 
     async def ack(self) -> None:
         self.log.append(f"ack {self.name}")

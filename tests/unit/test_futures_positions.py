@@ -62,3 +62,20 @@ async def test_risk_uses_the_derivatives_position() -> None:
     with pytest.raises(RiskRejected) as info:
         await check_risk(too_short, ex, limits, spot=False)  # no base balance needed to short
     assert info.value.reason == RejectReason.RISK_POSITION_LIMIT
+
+
+class HedgeAccount(FuturesAccount):
+    async def get_positions(self) -> list[Position]:
+        return [Position(symbol="BTC/USDT:USDT", side="long", amount=Decimal(2)),
+                Position(symbol="BTC/USDT:USDT", side="short", amount=Decimal(3))]
+
+
+async def test_risk_sums_both_hedge_mode_legs() -> None:
+    """Issue 10, item 14: long 2 + short 3 is net short 1 (not just the last leg)."""
+    ex: Any = HedgeAccount()
+    limits = RiskLimits(max_position=Decimal("2.5"))
+    await check_risk(validate_place(place(symbol="BTC/USDT:USDT", side="sell", amount="1")),
+                     ex, limits, spot=False)  # -1 -> -2: allowed
+    with pytest.raises(RiskRejected):
+        await check_risk(validate_place(place(symbol="BTC/USDT:USDT", side="sell",
+                                              amount="2")), ex, limits, spot=False)

@@ -1,6 +1,7 @@
 """Turns shard-queue messages into handler calls and handler Outcomes into ack decisions.
 
 * undecodable/invalid body -> OrderRejected (if a command_id can be read) + dead-letter, ack
+  (so is a command published to another shard than its canonical account's)
 * tracking record          -> the tracker refreshes and re-publishes it (confirmed), ack;
                               a record that did not come through ``<p>.tracking`` is
                               treated as malformed (only workers may feed the tracker)
@@ -21,6 +22,7 @@ from aio_pika.abc import AbstractIncomingMessage
 
 from schemas import OrderRejected, RejectReason, client_order_id
 from schemas.tracking import TrackBatch, TrackOrder
+from worker.broker.fence import BrokerFences
 from worker.broker.publisher import RabbitPublisher
 from worker.broker.topology import Names, shard_for
 from worker.logs import bind
@@ -41,6 +43,8 @@ class CommandConsumer:
         self.sequencer = AccountSequencer()
         self.tasks: set[asyncio.Task[None]] = set()
         self.stopping = False
+        s = deps.settings
+        self.fences = BrokerFences(s.prefetch, timeout_s=s.fence_s)
 
     def _shard(self, message: AbstractIncomingMessage, account: str) -> int:
         key = message.routing_key or ""
@@ -75,6 +79,17 @@ class CommandConsumer:
             else:
                 await self._guarded(message, self._record(message, cmd))
             return
+        home = shard_for(cmd.account, self.names.shards)
+        if self._shard(message, cmd.account) != home:
+            # another worker may own the account's own shard: two turns, two creates
+            misrouted = Malformed(
+                f"account {cmd.account!r} belongs to shard {home} (crc32 of the canonical "
+                f"account name % {self.names.shards}) but was published to shard "
+                f"{message.routing_key}; publish through worker.client",
+                {"command_id": cmd.command_id, "account": cmd.account,
+                 "exchange": cmd.exchange, "symbol": getattr(cmd, "symbol", None) or "unknown"})
+            await self._guarded(message, self._reject_malformed(message, misrouted))
+            return
         turn = self.sequencer.enter(cmd.account)
         if self.stopping:
             # Draining: hand it back, but only once this account's earlier commands here
@@ -85,7 +100,7 @@ class CommandConsumer:
         shard = self._shard(message, cmd.account)
         self.deps.tracker.warmth.seen(shard)
         delivery = Delivery(attempt=attempt, redelivered=bool(message.redelivered), turn=turn,
-                            shard=shard,
+                            shard=shard, fence=self.fences.for_message(message),
                             final_attempt=attempt > self.deps.settings.delivery_limit)
         await self._guarded(message, self._run(message, cmd, delivery), turn)
 

@@ -9,8 +9,9 @@
                            -------------> <p>.dead.watch       quorum, single-active-consumer:
                                                                the dead-letter watcher
 
-A command's shard is crc32(account) % shards, so one account always lands in
-one queue, and single-active-consumer gives that queue to one worker at a time.
+A command's shard is crc32(canonical account) % shards (schemas.ids.canonical_account),
+so one account (and every alias of it) always lands in one queue, and
+single-active-consumer gives that queue to one worker at a time.
 """
 
 from __future__ import annotations
@@ -22,6 +23,8 @@ from typing import Any
 
 import aio_pika
 from aio_pika.abc import AbstractChannel, AbstractExchange, AbstractQueue
+
+from schemas.ids import canonical_account
 
 
 @dataclass(frozen=True)
@@ -65,7 +68,8 @@ class Names:
 
 
 def shard_for(account: str, shards: int) -> int:
-    return zlib.crc32(account.encode()) % shards
+    """``crc32(canonical account) % shards``: every alias of an account, one shard."""
+    return zlib.crc32(canonical_account(account).encode()) % shards
 
 
 _UNSAFE = re.compile(r"[^A-Za-z0-9_\-]")

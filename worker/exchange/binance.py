@@ -35,8 +35,12 @@ class BinanceExchange(CCXTAdapter):
     fetch_market_types = LINEAR_DERIVATIVES
 
     def request_window_s(self) -> float:
-        """Binance rejects a request older than recvWindow (sent with every signed call)."""
-        return self.recv_window_ms() / 1000 + 0.5
+        """Binance processes a signed request only while ``serverTime - timestamp <=
+        recvWindow`` (and ``timestamp < serverTime + 1000``), checked on arrival and again
+        when the matching engine takes the order; so a create executes until timestamp +
+        recvWindow on Binance's clock, whatever delays it (-1006/-1007 "execution status
+        unknown" included). ``clock_skew_ms`` adds how far that clock may lag ours."""
+        return self.recv_window_ms() / 1000
 
     def recv_window_ms(self) -> int:
         return int(self.config.options.get("recvWindow", DEFAULT_RECV_WINDOW_MS))

@@ -30,8 +30,12 @@ class BybitExchange(CCXTAdapter):
     fetch_market_types = LINEAR_DERIVATIVES
 
     def request_window_s(self) -> float:
-        """Bybit drops a request older than recv_window (timestamps up to 1 s ahead pass)."""
-        return int(self.config.options.get("recvWindow", 5000)) / 1000 + 1.5
+        """Bybit v5 accepts a request while ``server_time - recv_window <= timestamp <
+        server_time + 1000``, checked where it arrives; it documents no deadline inside
+        the exchange (10016 / 170146 "unknown" answers come after internal timeouts), so
+        one client timeout is added for that. ``clock_skew_ms`` adds how far Bybit's clock
+        may lag ours."""
+        return (int(self.config.options.get("recvWindow", 5000)) + self.config.timeout_ms) / 1000
 
     def build_client(self) -> Any:
         """``urls: {"rest": "http://host:port"}`` points every Bybit REST base there."""

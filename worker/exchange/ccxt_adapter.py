@@ -45,6 +45,7 @@ from worker.exchange.models import MarketRules, OrderRequest, OrderState
 from worker.exchange.placement import PlacementPolicy, place_once
 from worker.exchange.retry import RetryPolicy, call_with_retry
 from worker.exchange.seed_api import order_request
+from worker.exchange.signing import signing_create, watch_signing
 from worker.logs import REDACTOR
 from worker.settings import ExchangeConfig
 
@@ -109,7 +110,8 @@ class CCXTAdapter(CcxtReads):
         self.retry = retry or RetryPolicy()
         base = placement or PlacementPolicy()
         self.placement = dataclasses.replace(
-            base, settle_s=max(base.settle_s, self.request_window_s()))
+            base, settle_s=max(base.settle_s,
+                               self.request_window_s() + config.clock_skew_ms / 1000))
         self.client: Any = None
         self.reconciliations = 0
         self._sent_once: set[str] = set()
@@ -123,11 +125,14 @@ class CCXTAdapter(CcxtReads):
 
     @property
     def settle_s(self) -> float:
+        """How long after *signing* a create the exchange may still execute it: the
+        driver's ``request_window_s`` plus ``clock_skew_ms`` (the exchange's clock may run
+        that far behind ours, which moves its deadline later on our clock)."""
         return self.placement.settle_s
 
     def request_window_s(self) -> float:
-        """How long after sending a create the exchange might still execute it.
-        Generic exchanges give no bound; assume one client timeout more."""
+        """How long after signing a create, on the exchange's clock, it may still execute.
+        Generic exchanges document no bound: one client timeout plus one second."""
         return self.config.timeout_ms / 1000 + 1.0
 
     # -- lifecycle ---------------------------------------------------------------
@@ -154,6 +159,8 @@ class CCXTAdapter(CcxtReads):
             if self._credentials.password is not None:
                 params["password"] = self._credentials.password.reveal()
         client = klass(params)
+        client.options["maxRetriesOnFailure"] = 0  # a create is never re-sent blindly
+        watch_signing(client)
         if cfg.sandbox:
             client.set_sandbox_mode(True)
         if cfg.urls:
@@ -267,8 +274,11 @@ class CCXTAdapter(CcxtReads):
         """One create call; never retried here (see placement.place_once)."""
         amount, price = self._precise(req)
         try:
-            raw = await self.client.create_order(req.symbol, req.type, req.side, amount, price,
-                                                 self.create_params(req))
+            with signing_create():
+                raw = await self.client.create_order(req.symbol, req.type, req.side, amount,
+                                                     price, self.create_params(req))
+        except we.FenceExpired:
+            raise  # refused at signing: never sent
         except Exception as exc:
             raise translate(exc, creating=True) from exc
         state = self.parse_order(raw, req)

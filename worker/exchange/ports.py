@@ -76,7 +76,8 @@ class Exchange(MarketDataProvider, TradingOperations, AccountOperations, Protoco
 
     @property
     def settle_s(self) -> float:
-        """How long after a create was sent the exchange may still execute it."""
+        """How long after a create was signed the exchange may still execute it (its
+        acceptance window plus the worst clock skew it accepts)."""
         ...
 
     async def __aenter__(self) -> Self: ...

@@ -1,7 +1,10 @@
 """``make chaos``: many orders through several worker processes while everything breaks.
 
 * worker subprocesses on the real broker, trading through ccxt on the local Binance
-  simulator, which injects 5xx, 429, resets, accept-then-drop and latency;
+  simulator, which injects 5xx, 429, resets, accept-then-drop and latency, and whose
+  clock jumps around the workers' (up to 1 s behind or ahead, issue 10); some creates
+  are held inside it until near the end of the settle window (2.5 s: recvWindow 1.5 s
+  + 1 s accepted skew), or answered -1007 "unknown" at once and executed 2 s later;
 * workers are SIGKILLed repeatedly (and crash at random steps) and restarted;
 * the broker node is restarted once (local broker only).
 
@@ -52,7 +55,12 @@ FAULTS = [
     {"kind": "accept_drop", "group": "create", "rate": 0.01},
     {"kind": "500_after", "group": "create", "rate": 0.01},
     {"kind": "latency", "group": "create", "rate": 0.005, "delay_s": 1.2},
+    {"kind": "latency", "group": "create", "rate": 0.004, "delay_s": 2.3},
+    {"kind": "unknown_late", "group": "create", "rate": 0.004, "delay_s": 2.0},
 ]
+SKEW_MS = (-950, 1000)
+"""The simulator's clock minus the workers': Binance refuses a timestamp 1 s or more
+ahead of its clock, so further behind than that every request would be refused."""
 
 
 @dataclass
@@ -68,7 +76,9 @@ class Chaos:
     """Crash points fire with a rate that gives about this many crashes per run."""
     seed: int = 7
     prefix: str = field(default_factory=lambda: f"owchaos-{uuid.uuid4().hex[:6]}")
+    skew_every_s: float = 3.0
     kills: int = 0
+    skews: int = 0
     crashes: int = 0
     broker_restarts: int = 0
     extra_faults: list[Callable[[Stage], Coroutine[None, None, None]]] = field(
@@ -217,6 +227,16 @@ async def _mayhem(chaos: Chaos, fleet: Fleet, stop: asyncio.Event) -> None:
             fleet.kill(rng.randrange(chaos.workers))
 
 
+async def _skew(chaos: Chaos, sim: BinanceSim, stop: asyncio.Event) -> None:
+    """Move the exchange's clock against the workers' while the chaos lasts."""
+    rng = random.Random(chaos.seed + 2)
+    while not stop.is_set():
+        sim.clock_offset_ms = rng.randint(*SKEW_MS)
+        chaos.skews += 1
+        await asyncio.sleep(chaos.skew_every_s * rng.uniform(0.5, 1.5))
+    sim.clock_offset_ms = 0
+
+
 async def run(chaos: Chaos, drain_timeout_s: float = 120.0) -> dict[str, object]:
     if chaos.broker_restart and not _local_broker(chaos.amqp_url):
         chaos.broker_restart = False
@@ -234,6 +254,7 @@ async def run(chaos: Chaos, drain_timeout_s: float = 120.0) -> dict[str, object]
         await client.wait_for_workers(60)
         started = time.monotonic()
         mayhem = asyncio.create_task(_mayhem(chaos, fleet, stop_chaos))
+        skew = asyncio.create_task(_skew(chaos, sim, stop_chaos))
         stage = Stage(chaos, fleet, sim, log, stop_chaos)
         extras = [asyncio.create_task(fault(stage)) for fault in chaos.extra_faults]
         for at, cmd in cmds:
@@ -249,6 +270,7 @@ async def run(chaos: Chaos, drain_timeout_s: float = 120.0) -> dict[str, object]
             await asyncio.sleep(0.5)
         stop_chaos.set()
         await mayhem
+        await skew
         await asyncio.gather(*extras)
         stop_fleet.set()
         await supervisor
@@ -311,8 +333,9 @@ def report(chaos: Chaos, commands: list[Command], sim: BinanceSim, log: EventLog
         "duplicate_event_deliveries": log.duplicates,
         "dead_lettered_commands": len(dead),
         "worker_sigkills": chaos.kills, "worker_crash_points": chaos.crashes,
-        "broker_restarts": chaos.broker_restarts,
+        "broker_restarts": chaos.broker_restarts, "exchange_clock_jumps": chaos.skews,
         "faults_injected": sum(sim.faults.injected.values()),
+        "faults_by_kind": dict(sorted(sim.faults.injected.items())),
         "outcomes": dict(sorted(log.outcomes.items())),
         "examples_without_terminal": [
             f"{i}: {sorted(log.kinds.get(i, set()))}" for i in no_terminal[:5]],

@@ -33,6 +33,7 @@ from schemas.commands import Command
 from schemas.events import SEQ_ACCEPTED, SEQ_FILLED, SEQ_FINAL
 from schemas.tracking import TrackOrder
 from worker.exchange.models import OrderState
+from worker.logs import REDACTOR
 
 
 class OrderRef(msgspec.Struct, frozen=True, kw_only=True):
@@ -112,12 +113,13 @@ def refusal(kind: type[OrderRejected] | type[OrderFailed], ref: OrderRef, reason
     tag = "rejected" if kind is OrderRejected else "failed"
     return kind(event_id=event_id(ref.client_order_id, f"{tag}:{reason}"), sequence=SEQ_FINAL,
                 amount=amount, remaining=amount, reason=reason, side=side,
-                order_type=order_type, message=message[:500], **_base(ref))
+                order_type=order_type, message=REDACTOR.scrub(message)[:500], **_base(ref))
 
 
 def stalled(ref: OrderRef, reason: RejectReason, message: str) -> OrderTrackingStalled:
     return OrderTrackingStalled(event_id=event_id(ref.client_order_id, "stalled", str(reason)),
-                                sequence=SEQ_ACCEPTED, reason=reason, message=message[:500],
+                                sequence=SEQ_ACCEPTED, reason=reason,
+                                message=REDACTOR.scrub(message)[:500],
                                 **_base(ref))
 
 
@@ -136,7 +138,7 @@ def cancel_rejected(cancel: OrderRef, reason: RejectReason, message: str,
                     target: OrderRef | None = None) -> CancelRejected:
     return CancelRejected(
         event_id=event_id(cancel.client_order_id, "cancel_rejected", str(reason)),
-        sequence=SEQ_FINAL, reason=reason, message=message[:500],
+        sequence=SEQ_FINAL, reason=reason, message=REDACTOR.scrub(message)[:500],
         target_command_id=target.command_id if target else None,
         target_client_order_id=target.client_order_id if target else None, **_base(cancel))
 

@@ -1,6 +1,10 @@
 """Message body -> Command or tracking record, or a Malformed verdict with whatever ids
 could be read. Shard queues carry both: commands from strategies, records from the
-tracker's carousel."""
+tracker's carousel.
+
+Accounts are canonicalized here (``schemas.ids.canonical_account``: lower case, ``-`` as
+``_``): ``desk-1``, ``desk_1`` and ``Desk-1`` share one API key, so from intake on they
+are one account everywhere (shard, turn, client order ids, registry, events)."""
 
 from __future__ import annotations
 
@@ -9,6 +13,7 @@ from dataclasses import dataclass, field
 import msgspec
 
 from schemas.commands import MAX_COMMAND_BYTES, Command
+from schemas.ids import canonical_account
 from schemas.tracking import MAX_BATCH_BYTES, TrackBatch, TrackOrder
 from worker.messages import explain_json
 
@@ -49,6 +54,11 @@ def parse(body: bytes, *, tracking: bool = False) -> Inbound | Malformed:
         if len(body) > limit:
             raise msgspec.ValidationError(f"command larger than {limit} bytes")
         inbound: Inbound = _inbound.decode(body)
+        if isinstance(inbound, TrackBatch):
+            return inbound  # written by workers: its records carry canonical accounts
+        account = canonical_account(inbound.account)
+        if account != inbound.account:
+            inbound = msgspec.structs.replace(inbound, account=account)
         return inbound
     except (msgspec.DecodeError, msgspec.ValidationError) as exc:
         try:

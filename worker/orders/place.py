@@ -16,6 +16,19 @@ Outcomes, each decided here and nowhere else:
                                          -> handed to the tracker as *pending*: found ->
                                             accepted; confirmed absent -> OrderFailed.
                                             Never "rejected".
+
+Fencing (zombie deliveries). A redelivery does not stop the previous holder: a worker
+whose connection is dead but not yet noticed may still look up and create. So:
+(1) a create is sent (signed, checked again after ccxt's throttle) only before
+    T + D, where T is the start of a successful round trip on the channel the command
+    came on (``delivery.fence``, redone when older than D/2) and D = ``fence_s``;
+(2) a redelivered command trusts "absent" only after it arrived + settle window + D.
+Why it holds: the broker redelivers only after closing the old channel, which it had
+open when it answered the round trip, so the redelivery arrived at R > T. Every create
+of the old holder was signed before T + D < R + D, and the exchange executes a create
+at most ``settle_s`` after signing (skew included); so nothing the old holder sent can
+execute after R + D + settle_s, when the new holder looks up for the last time before
+creating. Durations are measured on each worker's monotonic clock (same rate).
 """
 
 from __future__ import annotations
@@ -31,11 +44,13 @@ from schemas import Event, OrderFailed, OrderRejected, PlaceOrder, RejectReason
 from worker.errors import (
     AmbiguousOrderState,
     CommandError,
+    FenceLost,
     PermanentError,
     RiskRejected,
     TransientError,
 )
 from worker.exchange.models import OrderRequest, OrderState
+from worker.exchange.placement import CREATE_FENCE
 from worker.exchange.ports import Exchange
 from worker.exchange.retry import RetryPolicy, _delay, call_with_retry
 from worker.logs import bind
@@ -44,7 +59,7 @@ from worker.orders.registry import Entry
 from worker.orders.risk import check_risk
 from worker.orders.validation import ValidOrder, check_fresh, validate_place
 from worker.policy import retry_policy
-from worker.ports import ACK, Delivery, Deps, Outcome
+from worker.ports import ACK, RETRY, Delivery, Deps, Outcome
 
 log = logging.getLogger(__name__)
 
@@ -82,6 +97,9 @@ async def _lookup(deps: Deps, exchange: Exchange, cmd: PlaceOrder, delivery: Del
         # after that, "absent" can be trusted.
         wait = (delivery.received_at + exchange.settle_s + deps.settings.fence_s
                 - time.monotonic())
+        if wait > deps.settings.intake_budget_s:  # e.g. a long recvWindow: never hold a
+            raise AmbiguousOrderState(           # message that long; the tracker decides
+                f"redelivered and not found; absence is known only in {wait:.0f}s")
         if wait > 0:
             await asyncio.sleep(wait)
         state = await find(deps, exchange, cmd.symbol, cid)
@@ -105,12 +123,20 @@ async def _place(deps: Deps, cmd: PlaceOrder, order: ValidOrder, delivery: Deliv
                            client_order_id=ref.client_order_id,
                            time_in_force=cmd.time_in_force)
     deps.crash.hit("before_create")
+    fence_s = s.fence_s
+
+    async def send_by() -> float:
+        return await delivery.fence.proven_at(fence_s / 2) + fence_s
+
+    token = CREATE_FENCE.set(send_by)
     try:
         state = await exchange.execute_trade(request, assume_absent=True)
     except (TransientError, PermanentError, AmbiguousOrderState):
         raise
     except Exception as exc:  # a bug after the create may have gone out: not a refusal
         raise AmbiguousOrderState(f"create interrupted: {exc!r}") from exc
+    finally:
+        CREATE_FENCE.reset(token)
     deps.crash.hit("after_create")
     return state
 
@@ -144,6 +170,10 @@ async def handle_place(cmd: PlaceOrder, deps: Deps, delivery: Delivery) -> Outco
                 break
             except AmbiguousOrderState as exc:
                 return await _hand_over(deps, cmd, ref, exc)
+            except FenceLost as exc:
+                # another worker may hold it now: publish nothing, decide nothing
+                log.warning("lost hold of the command, leaving it to the broker: %s", exc)
+                return RETRY
             except (CommandError, RiskRejected, PermanentError) as exc:
                 # a PermanentError out of execute_trade means the exchange refused the
                 # create outright (placement turns every doubt into AmbiguousOrderState)

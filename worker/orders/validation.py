@@ -44,6 +44,8 @@ def check_fresh(created_at: datetime, now: datetime, max_age_s: float, skew_s: f
     command whose order already exists is still reconciled, never dropped."""
     age = (now - created_at).total_seconds()
     if age < -skew_s:
-        raise CommandError(f"created_at is {-age:.1f}s in the future")
+        raise CommandError(f"created_at {created_at.isoformat()} is {-age:.1f}s in the future "
+                           f"(more than the tolerated clock skew of {skew_s:g}s): check the "
+                           "sender's clock")
     if age > max_age_s:
         raise StaleCommand(f"command is {age:.1f}s old (max {max_age_s:.0f}s)")

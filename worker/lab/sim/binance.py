@@ -36,7 +36,7 @@ from worker.lab.sim.binance_json import (
     ticker_json,
     trade_json,
 )
-from worker.lab.sim.faults import FaultPlan
+from worker.lab.sim.faults import FaultPlan, answer_then_process
 from worker.settings import ExchangeConfig
 
 _UNKNOWN = {"code": -1007, "msg": "Timeout waiting for response from backend server. Send "
@@ -67,6 +67,9 @@ class BinanceSim:
         self.futures = FuturesApi(self, {key: PaperExchange("binance-fapi", cfg, tick_s=0.02)
                                          for key in keys})
         self.faults = FaultPlan()
+        self.clock_offset_ms = 0
+        """Binance's clock minus real time (negative: it runs behind the worker's)."""
+        self._late: set[asyncio.Task[None]] = set()
         self.requests = 0
         self.by_endpoint: dict[str, int] = {}
         """Requests per ``METHOD /path`` (admin calls excluded)."""
@@ -128,10 +131,15 @@ class BinanceSim:
             return self._json({"code": -1003, "msg": "Too many requests."}, 429)
         if kind == "unknown":
             return self._json(_UNKNOWN, 408)
+        if kind == "unknown_late" and fault:
+            await request.read()
+            answer_then_process(request, handler, fault.delay_s, self._late)
+            return self._json(_UNKNOWN, 408)
         if kind == "reset":
             _drop(request)
             raise web.HTTPServiceUnavailable()
         if kind == "latency" and fault:
+            await request.read()  # the exchange has the request; it survives a disconnect
             await asyncio.sleep(fault.delay_s)
         try:
             response: web.StreamResponse = await handler(request)
@@ -157,7 +165,11 @@ class BinanceSim:
             raise BinanceError(400, -1022, "Signature for this request is not valid.")
         params = dict(parse_qsl(payload))
         window = int(params.get("recvWindow", "5000"))
-        if abs(_ms() - int(params.get("timestamp", "0"))) > window:
+        now, stamp = self.now_ms(), int(params.get("timestamp", "0"))
+        if stamp >= now + 1000:
+            raise BinanceError(400, -1021, "Timestamp for this request was 1000ms ahead of "
+                                           "the server's time.")
+        if now - stamp > window:
             raise BinanceError(400, -1021, "Timestamp for this request is outside of the "
                                            "recvWindow.")
         return self.books[key], params
@@ -172,8 +184,12 @@ class BinanceSim:
     async def ping(self, _: web.Request) -> web.Response:
         return self._json({})
 
+    def now_ms(self) -> int:
+        return _ms() + self.clock_offset_ms
+
     async def server_time(self, _: web.Request) -> web.Response:
-        return self._json({"serverTime": _ms()})
+        return self._json({"serverTime": self.now_ms()})
+
     async def exchange_info(self, _: web.Request) -> web.Response:
         return self._json(exchange_info(next(iter(self.books.values()))._books))
 
@@ -277,6 +293,8 @@ class BinanceSim:
     async def set_faults(self, request: web.Request) -> web.Response:
         body = await request.json()
         self.faults.set(body.get("rules", []), body.get("seed"))
+        if "clock_offset_ms" in body:
+            self.clock_offset_ms = int(body["clock_offset_ms"])
         return self._json({"ok": True})
 
     async def set_price(self, request: web.Request) -> web.Response:

@@ -44,7 +44,7 @@ from worker.exchange.models import OrderState
 from worker.exchange.paper import PaperExchange
 from worker.lab.sim import bybit_json as bj
 from worker.lab.sim.bybit_orders import BybitError, OrderDesk
-from worker.lab.sim.faults import FaultPlan
+from worker.lab.sim.faults import FaultPlan, answer_then_process
 from worker.lab.sim.positions import net_positions
 from worker.settings import ExchangeConfig
 
@@ -76,6 +76,9 @@ class BybitSim:
                                       for c in CATEGORIES}) for key in keys}
         self.history_delay_ms = history_delay_ms
         self.faults = FaultPlan()
+        self.clock_offset_ms = 0
+        """Bybit's clock minus real time (negative: it runs behind the worker's)."""
+        self._late: set[asyncio.Task[None]] = set()
         self.requests = 0
         self.runner: web.AppRunner | None = None
         self.port = 0
@@ -135,10 +138,15 @@ class BybitSim:
             return self._err(10006, "Too many visits. Exceeded the API Rate Limit.")
         if kind == "unknown":
             return self._err(10016, "Internal server error.")
+        if kind == "unknown_late" and fault:
+            await request.read()
+            answer_then_process(request, handler, fault.delay_s, self._late)
+            return self._err(10016, "Internal server error.")
         if kind == "reset":
             _drop(request)
             raise web.HTTPServiceUnavailable()
         if kind == "latency" and fault:
+            await request.read()  # the exchange has the request; it survives a disconnect
             await asyncio.sleep(fault.delay_s)
         try:
             response: web.StreamResponse = await handler(request)
@@ -168,7 +176,7 @@ class BybitSim:
             stamp_ms, window_ms = int(stamp), int(window)
         except ValueError as exc:
             raise BybitError(10001, "invalid timestamp or recv_window") from exc
-        now = bj.ms()
+        now = bj.ms() + self.clock_offset_ms
         if not now - window_ms <= stamp_ms < now + 1000:
             raise BybitError(10002, "invalid request, please check your server timestamp or "
                                     f"recv_window param. req_timestamp[{stamp}],"
@@ -190,7 +198,7 @@ class BybitSim:
 
     # -- public --------------------------------------------------------------------
     async def server_time(self, _: web.Request) -> web.Response:
-        now = time.time_ns()
+        now = time.time_ns() + self.clock_offset_ms * 1_000_000
         return self._ok({"timeSecond": str(now // 10**9), "timeNano": str(now)})
 
     async def instruments(self, request: web.Request) -> web.Response:
@@ -324,6 +332,8 @@ class BybitSim:
         self.faults.set(body.get("rules", []), body.get("seed"))
         if "history_delay_ms" in body:
             self.history_delay_ms = int(body["history_delay_ms"])
+        if "clock_offset_ms" in body:
+            self.clock_offset_ms = int(body["clock_offset_ms"])
         return web.json_response({"ok": True})
 
     async def restart(self, _: web.Request) -> web.Response:

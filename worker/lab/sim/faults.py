@@ -14,17 +14,40 @@ requests (``count``). Kinds:
     unknown      not processed, yet answered with the exchange's "execution status
                  unknown" code (Binance -1007, Bybit 10016)
     unknown_after processed, then answered with that code
+    unknown_late answered with that code at once, processed ``delay_s`` later (the
+                 exchange's own recvWindow check then decides whether it executes)
+
+Each simulator also takes a clock offset (``clock_offset_ms`` in /_admin/faults):
+its clock runs that far ahead of real time (negative: behind).
 """
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import random
 from dataclasses import dataclass, field
 from typing import Any
 
+from aiohttp import web
+
 KINDS = ("500", "500_after", "503", "429", "reset", "accept_drop", "latency", "unknown",
-         "unknown_after")
+         "unknown_after", "unknown_late")
 GROUPS = ("create", "cancel", "query", "market", "account", "any")
+
+
+async def process_late(request: web.Request, handler: Any, delay_s: float) -> None:
+    """Run ``handler`` on an already answered request after ``delay_s`` (body cached)."""
+    await asyncio.sleep(delay_s)
+    with contextlib.suppress(Exception):
+        await handler(request)
+
+
+def answer_then_process(request: web.Request, handler: Any, delay_s: float,
+                        tasks: set[asyncio.Task[None]]) -> None:
+    task = asyncio.create_task(process_late(request, handler, delay_s))
+    tasks.add(task)
+    task.add_done_callback(tasks.discard)
 
 
 @dataclass
