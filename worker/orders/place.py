@@ -47,6 +47,11 @@ from worker.policy import retry_policy
 from worker.ports import ACK, Delivery, Deps, Outcome
 
 log = logging.getLogger(__name__)
+TOMBSTONED = "a CancelOrder for this command ran first; it will not be placed"
+
+
+class CanceledBeforePlacement(CommandError):
+    reason = RejectReason.CANCELED_BEFORE_PLACEMENT
 
 
 async def find(deps: Deps, exchange: Exchange, symbol: str, cid: str) -> OrderState | None:
@@ -96,6 +101,10 @@ async def _place(deps: Deps, cmd: PlaceOrder, order: ValidOrder, delivery: Deliv
         deps.metrics.reconciliations.labels("adopted").inc()
         log.info("order exists, resuming", extra={"client_order_id": ref.client_order_id})
         return state
+    known = deps.tracker.get(ref.client_order_id)
+    if known is not None and known.phase == "tombstone" and not known.terminal:
+        # the cancel's record arrived while this command waited out the settle window
+        raise CanceledBeforePlacement(TOMBSTONED)
     s = deps.settings
     check_fresh(cmd.created_at, datetime.now(UTC), s.max_command_age_s, s.max_clock_skew_s)
     await check_risk(order, exchange, s.risk, spot=deps.exchanges.is_spot(cmd.exchange),
@@ -130,11 +139,15 @@ async def handle_place(cmd: PlaceOrder, deps: Deps, delivery: Delivery) -> Outco
     async with delivery.turn:
         known = tracker.get(cid)
         if known is not None and known.phase == "tombstone" and not known.terminal:
-            await _reject(deps, ref, order, RejectReason.CANCELED_BEFORE_PLACEMENT,
-                          "a CancelOrder for this command ran first; it will not be placed")
+            await _reject(deps, ref, order, RejectReason.CANCELED_BEFORE_PLACEMENT, TOMBSTONED)
             return ACK
-        if known is not None and known.live and known.accepted.is_set():
-            return ACK  # a copy of a command whose order the tracker already owns
+        if known is not None and known.live and (known.accepted.is_set()
+                                                 or known.phase == "pending"):
+            return ACK  # a copy of a command whose order (or its doubt) the tracker owns
+        if known is not None and known.terminal:
+            # a copy of a command whose outcome is published (confirmed) already: a lookup
+            # could miss the order (lagging history) and place it again
+            return ACK
         attempt = 0
         while True:
             attempt += 1
@@ -153,7 +166,11 @@ async def handle_place(cmd: PlaceOrder, deps: Deps, delivery: Delivery) -> Outco
             except TransientError as exc:
                 # out of execute_trade, a TransientError means the exchange refused every
                 # create outright (anything doubtful is AmbiguousOrderState): nothing exists
+                # from this delivery. An earlier holder of a redelivered command may have
+                # created it though: then only the tracker may decide (found / absent).
                 if time.monotonic() + _delay(policy, attempt, exc) > give_up_at:
+                    if delivery.redelivered or delivery.attempt > 1:
+                        return await _hand_over(deps, cmd, ref, exc)
                     await _reject(deps, ref, order, exc.reason,
                                   f"gave up after {settings.intake_budget_s:.0f}s: {exc}",
                                   kind=OrderFailed)

@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 from worker.lab.sim_placement.check import check
 from worker.lab.sim_placement.schedule import DEFAULT_FAULTS, FAULT_KINDS, OPT_IN, generate
 from worker.lab.sim_placement.vclock import virtual_clocks
-from worker.lab.sim_placement.world import World
+from worker.lab.sim_placement.world import World, current_worker
 from worker.metrics import Metrics
 from worker.settings import Settings, load_settings
 
@@ -109,8 +109,27 @@ def run_many(seeds: Iterable[int], faults: frozenset[str] = DEFAULT_FAULTS) -> S
     return summary
 
 
+class _TraceLogs(logging.Handler):
+    """In a replay, the worker's own log lines join the trace (with the worker's name)."""
+
+    def __init__(self) -> None:
+        super().__init__(logging.INFO)
+        self.world: World | None = None
+
+    def emit(self, record: logging.LogRecord) -> None:
+        if self.world is not None:
+            worker = current_worker.get()
+            name = worker.name if worker is not None else "-"
+            extra = record.__dict__.get("client_order_id", "")
+            self.world.note(f"{name}: log {record.levelname.lower()} {record.getMessage()}"
+                            f" {extra[-6:] if isinstance(extra, str) else ''}"[:200])
+
+
 def replay(seed: int, faults: frozenset[str]) -> Result:
-    logging.disable(logging.CRITICAL)
+    handler = _TraceLogs()
+    logging.getLogger("worker").addHandler(handler)
+    logging.getLogger("worker").setLevel(logging.INFO)
+    World.on_create = lambda w: setattr(handler, "world", w)
     with virtual_clocks():
         r = run_one(seed, faults)
     print(r.world.sched.describe())

@@ -140,6 +140,10 @@ def virtual_clocks() -> Iterator[None]:
         setattr(mod, attr, shim)
     try:
         yield
+        late = sorted({mod.__name__ for mod, _, _ in _targets()})
+        if late:  # imported while simulating: their clock reads were real
+            raise RuntimeError(f"modules imported during the simulation read the real "
+                               f"clock: {', '.join(late)}; import them before it starts")
     finally:
         for mod, attr, value in saved:
             setattr(mod, attr, value)

@@ -7,7 +7,7 @@ from __future__ import annotations
 import asyncio
 import contextvars
 import random
-from collections.abc import Coroutine, Sequence
+from collections.abc import Callable, Coroutine, Sequence
 from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any, cast
@@ -25,6 +25,7 @@ from worker.lab.sim_placement.exchange import SimExchange, SimOrder
 from worker.lab.sim_placement.schedule import Cmd, Schedule
 from worker.lab.sim_placement.vclock import EPOCH, VirtualLoop, use, wall_skew
 from worker.metrics import Metrics
+from worker.orders import follow as _follow  # noqa: F401  (imported lazily by the tracker)
 from worker.orders.tracker import Tracker
 from worker.ports import Deps
 from worker.settings import Settings
@@ -74,6 +75,9 @@ class SimWorker:
 class World:
     """Everything of one schedule; also the workers' ``ExchangeProvider``."""
 
+    on_create: Callable[[World], None] | None = None
+    """Replays hook the log capture in here."""
+
     def __init__(self, sched: Schedule, settings: Settings, metrics: Metrics,
                  unfenced: bool = False) -> None:
         self.sched, self.settings, self.metrics, self.unfenced = sched, settings, metrics, unfenced
@@ -89,6 +93,8 @@ class World:
         self.trace: list[str] = []
         self.hits: set[str] = set()
         self.finished_at: float | None = None
+        if World.on_create is not None:
+            World.on_create(self)
         self._cmds = {client_order_id(ACCOUNT, c.command_id): c for c in sched.commands
                       if c.kind == "place"}
 
