@@ -68,6 +68,10 @@ async def _cancel_entry(deps: Deps, cancel: OrderRef | None, entry: Entry,
     with contextlib.suppress(TimeoutError):
         await asyncio.wait_for(entry.accepted.wait(), ACCEPT_WAIT_S)
     tracker = deps.tracker
+    if entry.terminal:  # it ended while we waited (e.g. its placement found it filled)
+        if cancel is not None:
+            await deps.publisher.publish([cancel_done(cancel, entry.ref, entry.final)])
+        return
     try:
         state = await _cancel_on_exchange(deps, exchange, entry)
     except ExchangeError as exc:
@@ -78,6 +82,8 @@ async def _cancel_entry(deps: Deps, cancel: OrderRef | None, entry: Entry,
         log.warning("cancel not confirmed yet, the tracker retries it: %s", exc,
                     extra={"client_order_id": entry.ref.client_order_id})
         await tracker.persist([entry])
+        if entry.terminal:
+            await deps.publisher.publish([cancel_done(cancel, entry.ref, entry.final)])
         return
     if entry.terminal and cancel is not None:
         return  # the follower saw it end meanwhile and reported our cancel_done with it

@@ -54,6 +54,11 @@ class CanceledBeforePlacement(CommandError):
     reason = RejectReason.CANCELED_BEFORE_PLACEMENT
 
 
+class LookupUnavailable(TransientError):
+    """The lookup by client order id failed: whether a copy of the command (or an
+    earlier holder) placed the order is unknown."""
+
+
 async def find(deps: Deps, exchange: Exchange, symbol: str, cid: str) -> OrderState | None:
     """The order with this client id, with transient errors retried per policy."""
     return await call_with_retry(retry_policy(deps.settings), "find_order",
@@ -96,7 +101,10 @@ async def _lookup(deps: Deps, exchange: Exchange, cmd: PlaceOrder, delivery: Del
 async def _place(deps: Deps, cmd: PlaceOrder, order: ValidOrder, delivery: Delivery,
                  exchange: Exchange, ref: OrderRef) -> OrderState:
     """Inside the account's turn: the existing order, or a new one created once."""
-    state = await _lookup(deps, exchange, cmd, delivery, ref.client_order_id)
+    try:
+        state = await _lookup(deps, exchange, cmd, delivery, ref.client_order_id)
+    except TransientError as exc:
+        raise LookupUnavailable(str(exc)) from exc
     if state is not None:
         deps.metrics.reconciliations.labels("adopted").inc()
         log.info("order exists, resuming", extra={"client_order_id": ref.client_order_id})
@@ -166,10 +174,11 @@ async def handle_place(cmd: PlaceOrder, deps: Deps, delivery: Delivery) -> Outco
             except TransientError as exc:
                 # out of execute_trade, a TransientError means the exchange refused every
                 # create outright (anything doubtful is AmbiguousOrderState): nothing exists
-                # from this delivery. An earlier holder of a redelivered command may have
-                # created it though: then only the tracker may decide (found / absent).
+                # from this delivery. But an earlier copy or holder of the command may have
+                # created it: if we could not look, only the tracker may decide.
                 if time.monotonic() + _delay(policy, attempt, exc) > give_up_at:
-                    if delivery.redelivered or delivery.attempt > 1:
+                    if isinstance(exc, LookupUnavailable) or delivery.redelivered \
+                            or delivery.attempt > 1:
                         return await _hand_over(deps, cmd, ref, exc)
                     await _reject(deps, ref, order, exc.reason,
                                   f"gave up after {settings.intake_budget_s:.0f}s: {exc}",

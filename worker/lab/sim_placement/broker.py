@@ -71,7 +71,8 @@ class SimBroker:
     # -- queue ---------------------------------------------------------------------------
     @property
     def owner(self) -> SimWorker | None:
-        return next((w for w in self.consumers if w.reachable), None)
+        """Single active consumer: the first one the broker still believes alive."""
+        return self.consumers[0] if self.consumers else None
 
     def publish(self, body: bytes, exchange: str, label: str) -> None:
         self.ready.append(Envelope(next(self._seq), body, exchange, label))
@@ -93,7 +94,8 @@ class SimBroker:
                 continue
             tag = next(self._tags)
             self.unacked[tag] = (owner, env)
-            owner.deliver(SimMessage(self, owner, env, tag))
+            if owner.reachable:  # else lost on the way; redelivered once the broker notices
+                owner.deliver(SimMessage(self, owner, env, tag))
 
     async def settle(self, worker: SimWorker, tag: int, *, requeue: bool) -> None:
         await self.world.port_call("settle")

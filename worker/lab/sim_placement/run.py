@@ -121,8 +121,10 @@ class _TraceLogs(logging.Handler):
             worker = current_worker.get()
             name = worker.name if worker is not None else "-"
             extra = record.__dict__.get("client_order_id", "")
+            if record.exc_info and record.exc_info[1] is not None:
+                extra = f"{record.exc_info[1]!r} {extra}"
             self.world.note(f"{name}: log {record.levelname.lower()} {record.getMessage()}"
-                            f" {extra[-6:] if isinstance(extra, str) else ''}"[:200])
+                            f" {extra if isinstance(extra, str) else ''}"[:240])
 
 
 def replay(seed: int, faults: frozenset[str]) -> Result:
