@@ -61,70 +61,86 @@ def _status(o: SimOrder) -> str:
     return {"closed": "filled"}.get(o.status, o.status)
 
 
-def _place(world: World, c: Cmd, orders: list[SimOrder], out: list[str]) -> None:
+Violation = tuple[str, str]
+"""(kind, text): kinds are double_order, event_id, outcomes, inconsistent, unfinished,
+and the milder refusal_variants / cancel_variants (see ``worker.lab.sim_placement.known``)."""
+
+
+def _place(world: World, c: Cmd, orders: list[SimOrder], out: list[Violation]) -> None:
     terms = outcomes(world, c)
     names = sorted(f"{type(e).__name__}({getattr(e, 'reason', '')})" for e in terms.values())
     if len(terms) != 1:
-        out.append(f"{c.command_id}: {len(terms)} terminal outcomes {names}")
+        refusals = all(isinstance(e, OrderRejected | OrderFailed) for e in terms.values())
+        kind = "refusal_variants" if terms and refusals and not orders else "outcomes"
+        out.append((kind, f"{c.command_id}: {len(terms)} terminal outcomes {names}"))
     cid = client_order_id(ACCOUNT, c.command_id)
     accepted = any(isinstance(e, OrderAccepted) and e.client_order_id == cid
                    for _, _, e in world.events)
     if not orders:
         if accepted:
-            out.append(f"{c.command_id}: OrderAccepted but no order on the exchange")
+            out.append(("inconsistent", f"{c.command_id}: OrderAccepted but no order on the "
+                        "exchange"))
         for e in terms.values():
             if isinstance(e, OrderFilled | OrderCanceled):
-                out.append(f"{c.command_id}: {type(e).__name__} but no order on the exchange")
+                out.append(("inconsistent", f"{c.command_id}: {type(e).__name__} but no order "
+                            "on the exchange"))
         return
     o = orders[-1]
     for e in terms.values():
         if isinstance(e, OrderRejected | OrderFailed):
-            out.append(f"{c.command_id}: {type(e).__name__}({e.reason}) but the exchange has "
-                       f"order {o.id} ({o.status}, filled {o.filled})")
+            out.append(("inconsistent", f"{c.command_id}: {type(e).__name__}({e.reason}) but "
+                        f"the exchange has order {o.id} ({o.status}, filled {o.filled})"))
         elif isinstance(e, OrderFilled) and (o.status != "closed" or e.filled != o.filled):
-            out.append(f"{c.command_id}: OrderFilled({e.filled}) but the exchange has "
-                       f"{o.status}, filled {o.filled}")
+            out.append(("inconsistent", f"{c.command_id}: OrderFilled({e.filled}) but the "
+                        f"exchange has {o.status}, filled {o.filled}"))
         elif isinstance(e, OrderCanceled) and (o.status not in ("canceled", "expired")
                                                 or e.filled != o.filled):
-            out.append(f"{c.command_id}: OrderCanceled({e.filled}) but the exchange has "
-                       f"{o.status}, filled {o.filled}")
+            out.append(("inconsistent", f"{c.command_id}: OrderCanceled({e.filled}) but the "
+                        f"exchange has {o.status}, filled {o.filled}"))
 
 
-def _cancel(world: World, c: Cmd, by_cid: dict[str, list[SimOrder]], out: list[str]) -> None:
+def _cancel(world: World, c: Cmd, by_cid: dict[str, list[SimOrder]],
+            out: list[Violation]) -> None:
     terms = outcomes(world, c)
     if len(terms) != 1:
-        names = sorted(type(e).__name__ for e in terms.values())
-        out.append(f"{c.command_id}: {len(terms)} cancel outcomes {names}")
+        names = sorted(f"{type(e).__name__}({getattr(e, 'reason', '')})"
+                       for e in terms.values())
+        late = len(terms) == 2 and any(
+            isinstance(e, CancelRejected) and e.reason != RejectReason.ORDER_NOT_FOUND
+            for e in terms.values())
+        out.append(("cancel_variants" if late else "outcomes",
+                    f"{c.command_id}: {len(terms)} cancel outcomes {names}"))
     assert c.target is not None
     orders = by_cid.get(client_order_id(ACCOUNT, c.target), [])
     for e in terms.values():
         if isinstance(e, CancelDone):
             want = _status(orders[-1]) if orders else "not_placed"
             if e.order_status != want:
-                out.append(f"{c.command_id}: cancel_done({e.order_status}) but the target "
-                           f"is {want} on the exchange")
+                out.append(("inconsistent", f"{c.command_id}: cancel_done({e.order_status}) "
+                            f"but the target is {want} on the exchange"))
         elif isinstance(e, CancelRejected) and e.reason == RejectReason.ORDER_NOT_FOUND \
                 and orders:
-            out.append(f"{c.command_id}: cancel_rejected(order_not_found) but the target "
-                       f"exists ({orders[-1].status})")
+            out.append(("inconsistent", f"{c.command_id}: cancel_rejected(order_not_found) "
+                        f"but the target exists ({orders[-1].status})"))
 
 
-def check(world: World) -> list[str]:
-    """Every violated invariant, one line each (empty: the run is correct)."""
-    out: list[str] = []
+def check(world: World) -> list[Violation]:
+    """Every violated invariant (empty: the run is correct)."""
+    out: list[Violation] = []
     by_cid: dict[str, list[SimOrder]] = defaultdict(list)
     for o in world.exchange.orders.values():
         by_cid[o.req.client_order_id].append(o)
     for cid, orders in by_cid.items():
         if len(orders) > 1:
-            out.append(f"double order: {cid} has {len(orders)} orders on the exchange: "
-                       + ", ".join(f"{o.id} {o.status} at {o.created:.3f}" for o in orders))
+            out.append(("double_order", f"{cid} has {len(orders)} orders on the exchange: "
+                        + ", ".join(f"{o.id} {o.status} at {o.created:.3f}" for o in orders)))
     seen: dict[str, tuple[str, Event]] = {}
     for _, _, e in world.events:
         key = state_key(e)
         first = seen.setdefault(e.event_id, (key, e))
         if first[0] != key:
-            out.append(f"event id {e.event_id} names two states: {first[1]!r} / {e!r}")
+            out.append(("event_id", f"event id {e.event_id} names two states: "
+                        f"{first[1]!r} / {e!r}"))
             break
     for c in world.sched.commands:
         if c.kind == "place":
@@ -132,5 +148,5 @@ def check(world: World) -> list[str]:
         else:
             _cancel(world, c, by_cid, out)
     if world.finished_at is None or not world.done():
-        out.append("not finished: some command was never settled with an outcome")
+        out.append(("unfinished", "some command was never settled with an outcome"))
     return out

@@ -13,8 +13,8 @@ from dataclasses import dataclass
 FAULT_KINDS = (
     "crash",          # a worker dies at its k-th await on a port (before or after the call)
     "partition",      # a worker loses the broker but keeps running; redelivered elsewhere
-    "exch_skew",      # exchange clock off by up to +-1 s
-    "worker_skew",    # worker wall clocks off by up to +-0.5 s
+    "exch_skew",      # exchange clock off, up to +-max_skew (1 s) from every worker
+    "worker_skew",    # worker wall clocks off by up to +-max_skew/2
     "create_delay",   # a create waits inside the exchange up to the acceptance window
     "unknown",        # -1007: execution status unknown, may execute later
     "lost_response",  # a create executed but its response was lost
@@ -94,7 +94,8 @@ class Schedule:
 
 
 def generate(seed: int, faults: frozenset[str] = DEFAULT_FAULTS,
-             fence_s: float = 5.0) -> Schedule:
+             fence_s: float = 5.0, max_skew_s: float = 1.0) -> Schedule:
+    """``max_skew_s`` bounds the clock difference between any worker and the exchange."""
     rng = random.Random(seed)
 
     def on(kind: str, p: float) -> bool:
@@ -128,15 +129,18 @@ def generate(seed: int, faults: frozenset[str] = DEFAULT_FAULTS,
         zombie_max = fence_s * (3.0 if "unfenced" in faults else 0.95)
         partition = Partition(rng.choice(("w1", "w1", "w2")), rng.randint(1, 12),
                               rng.uniform(0.2, 10), rng.uniform(0, zombie_max))
-    p_create = rng.choice((0.0, 0.2, 0.5))
+    p_create = rng.choice((0.2, 0.5))
     outage = None
     if on("read_outage", 0.1):
         outage = (rng.uniform(0, 20), rng.uniform(1, 60))
+    half = max_skew_s / 2
+    skews = tuple(rng.uniform(-half, half) if on("worker_skew", 0.3) else 0.0
+                  for _ in range(5))
     return Schedule(
         seed=seed, commands=tuple(sorted(cmds, key=lambda c: c.at)),
-        exch_skew=rng.uniform(-1, 1) if on("exch_skew", 0.6) else 0.0,
-        worker_skews=tuple(rng.uniform(-0.5, 0.5) if on("worker_skew", 0.3) else 0.0
-                           for _ in range(5)),
+        exch_skew=rng.uniform(max(skews) - max_skew_s, min(skews) + max_skew_s)
+        if on("exch_skew", 0.6) else 0.0,
+        worker_skews=skews,
         crashes=tuple(crashes), partition=partition,
         p_delay=p_create if on("create_delay", 0.5) else 0.0,
         p_unknown=p_create if on("unknown", 0.4) else 0.0,

@@ -1,0 +1,39 @@
+"""What the simulation may not judge yet: open defects, each with the part of the fault
+space that reaches it. ``make test`` runs the GATED profile and fails on any violation
+except the TOLERATED kinds; ``make sim`` runs FULL and reports everything.
+
+Remove an entry once its fix is merged: the FULL profile then has to stay clean.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from worker.lab.sim_placement.schedule import DEFAULT_FAULTS
+
+
+@dataclass(frozen=True)
+class Profile:
+    faults: frozenset[str] = DEFAULT_FAULTS
+    max_skew_s: float = 1.0
+    """Largest clock difference between a worker and the exchange."""
+
+
+OPEN: dict[str, str] = {
+    "skew > 0.5 s": "issue 10 #1: Binance's settle window (recvWindow + 0.5 s) misses a "
+                    "create the exchange still executes with 0.5-1 s of skew: double order "
+                    "(e.g. make sim SEED=356)",
+    "read_refused": "issue 10 #7: an auth error in a lookup after a create may have been "
+                    "sent becomes OrderRejected + ack (e.g. make sim SEED=414)",
+    "lookup_lag": "lookups that lag behind creates (Bybit documents delayed history) are "
+                  "not covered by the settle window: absence is trusted too early and the "
+                  "order is created again (e.g. make sim SEED=580)",
+}
+TOLERATED: dict[str, str] = {
+    "refusal_variants": "a copy of a refused command is judged afresh (refusals are not "
+                        "remembered): two different refusals, no order (e.g. SEED=1271)",
+    "cancel_variants": "a CancelOrder redelivered after its outcome was published, with the "
+                       "exchange unreachable, adds cancel_rejected (e.g. SEED=6530)",
+}
+FULL = Profile()
+GATED = Profile(faults=DEFAULT_FAULTS - {"read_refused", "lookup_lag"}, max_skew_s=0.5)
