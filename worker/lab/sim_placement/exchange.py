@@ -185,7 +185,7 @@ class SimExchange:
         w.loop.call_later(delay, arrive)
         await w.port_done(n)
         try:
-            outcome, value = await asyncio.wait_for(asyncio.shield(answer), self.timeout_s)
+            _, value = await asyncio.wait_for(asyncio.shield(answer), self.timeout_s)
         except TimeoutError:
             raise AmbiguousOrderState("RequestTimeout: create_order (simulated)") from None
         if isinstance(value, Exception):

@@ -55,7 +55,7 @@ class VirtualLoop(asyncio.BaseEventLoop):
     def __init__(self) -> None:
         super().__init__()
         self.now = 0.0
-        self._selector = _Selector(self)  # type: ignore[assignment]
+        self._selector = _Selector(self)
         self._clock_resolution = 1e-9
 
     def time(self) -> float:

@@ -16,8 +16,8 @@ import msgspec
 
 from schemas import CancelOrder, Event, PlaceOrder, client_order_id
 from schemas.tracking import TrackOrder
-from worker.broker.publisher import RabbitPublisher
 from worker.broker.consumer import CommandConsumer
+from worker.broker.publisher import RabbitPublisher
 from worker.broker.topology import Names
 from worker.exchange.ports import Exchange
 from worker.lab.sim_placement.broker import SimBroker, SimPublisher
@@ -246,8 +246,7 @@ class World:
         if c.kind == "place":
             cmd = PlaceOrder(command_id=c.command_id, account=ACCOUNT, exchange="sim",
                              symbol=SYMBOL, side="buy", type=c.order_type,  # type: ignore[arg-type]
-                             amount=Decimal(c.amount),
-                             price=Decimal(c.price) if c.price else None,
+                             amount=c.amount, price=c.price,
                              created_at=created, timeout_s=c.timeout_s)
         else:
             assert c.target is not None

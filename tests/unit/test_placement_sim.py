@@ -1,0 +1,50 @@
+"""Deterministic simulation of the placement protocol (issue 10), in make test.
+
+10,000 seeded schedules drive the real consumer, handlers, placement and tracker against
+a simulated exchange and broker on virtual time (``worker.lab.sim_placement``). The
+gated profile leaves out the fault space of defects still open (``known.OPEN``);
+``make sim`` runs everything. A failure prints the seed and how to replay it.
+"""
+
+from __future__ import annotations
+
+import pytest
+
+from worker.lab.sim_placement.known import FULL, GATED, OPEN, TOLERATED
+from worker.lab.sim_placement.run import run_many, run_one
+from worker.lab.sim_placement.schedule import FAULT_KINDS
+from worker.lab.sim_placement.vclock import virtual_clocks
+
+SCHEDULES = 10_000
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(600)
+def test_ten_thousand_schedules_keep_the_invariants(capsys: pytest.CaptureFixture[str]
+                                                     ) -> None:
+    summary = run_many(range(SCHEDULES), GATED)
+    report = summary.report(GATED)
+    with capsys.disabled():
+        print("\n" + report)
+        print("gated off (open defects): " + "; ".join(OPEN))
+    assert summary.schedules == SCHEDULES
+    assert all(summary.hits[k] > 0 for k in FAULT_KINDS if k in GATED.faults), report
+    assert not summary.untolerated(), report
+
+
+def test_a_seed_replays_identically() -> None:
+    with virtual_clocks():
+        a, b = run_one(20_251_125), run_one(20_251_125)
+    assert a.world.trace == b.world.trace and a.world.trace
+    assert [e for _, _, e in a.world.events] == [e for _, _, e in b.world.events]
+
+
+@pytest.mark.parametrize("seed, why", [(356, "skew > 0.5 s"), (414, "read_refused"),
+                                       (580, "lookup_lag")])
+@pytest.mark.xfail(reason="open defect (see worker.lab.sim_placement.known.OPEN)",
+                   strict=False)
+def test_open_defects(seed: int, why: str) -> None:
+    assert why in OPEN or why in TOLERATED
+    with virtual_clocks():
+        r = run_one(seed, FULL)
+    assert not r.violations, r.violations
