@@ -7,6 +7,8 @@ import asyncio
 from collections.abc import Callable
 from decimal import Decimal
 
+import pytest
+
 from schemas import Event, RejectReason, client_order_id
 from schemas.tracking import TrackOrder
 from tests.conftest import cancel, place
@@ -145,3 +147,25 @@ def test_record_that_opens_a_pending_entry_marks_it_accepted() -> None:
                      symbol=ref.symbol, client_order_id=ref.client_order_id, phase="open",
                      exchange_order_id="P1", amount=str(Decimal("0.01")))
     assert entry.merge(rec) and entry.phase == "open" and entry.accepted.is_set()
+
+
+async def test_cancel_joined_before_a_redelivered_place_finishes_gets_cancel_done(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    from worker.orders import cancel as cancel_mod
+
+    monkeypatch.setattr(cancel_mod, "ACCEPT_WAIT_S", 0.01)
+    deps, pub, paper = make()
+    cmd = place()
+    pub.fail_next = ConnectionError("confirm lost")  # created, OrderAccepted unconfirmed
+    with pytest.raises(ConnectionError):
+        await handle(cmd, deps, Delivery())
+
+    async def down(symbol: str, order_id: str) -> None:
+        raise TransientError("cancel: NetworkError")
+    paper.cancel_order = down  # type: ignore[assignment,method-assign]
+    cxl = cancel(cmd.command_id)
+    await handle(cxl, deps, Delivery())  # joins the order, which is not accepted yet
+    assert (await handle(cmd, deps, Delivery(attempt=2, redelivered=True))).action == "ack"
+    assert kinds(pub, cxl.command_id) == ["CancelDone"]
+    assert pub.events[-1].order_status == "filled"  # type: ignore[union-attr]
+    await deps.tracker.close()

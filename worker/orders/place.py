@@ -39,7 +39,8 @@ from worker.exchange.models import OrderRequest, OrderState
 from worker.exchange.ports import Exchange
 from worker.exchange.retry import RetryPolicy, _delay, call_with_retry
 from worker.logs import bind
-from worker.orders.events import OrderRef, accepted, progress, ref_of, refusal
+from worker.orders.events import OrderRef, accepted, cancel_done, progress, ref_of, refusal
+from worker.orders.follow import cancel_ref
 from worker.orders.registry import Entry
 from worker.orders.risk import check_risk
 from worker.orders.validation import ValidOrder, check_fresh, validate_place
@@ -194,6 +195,8 @@ async def handle_place(cmd: PlaceOrder, deps: Deps, delivery: Delivery) -> Outco
     final = progress(ref, state) if state.is_terminal else None
     if final is not None:
         events.append(final)
+    if state.is_terminal:  # cancels that joined the order meanwhile end with it
+        events += [cancel_done(cancel_ref(entry, c), ref, state) for c in entry.cancel_commands]
     await tracker.persist([] if state.is_terminal else [entry], events)
     entry.accepted.set()
     age = max(0.0, time.time() - cmd.created_at.timestamp())

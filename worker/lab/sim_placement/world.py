@@ -181,6 +181,8 @@ class World:
             self.loop.call_later(p.zombie_s, healed)
 
         def healed() -> None:
+            if worker.dead:  # crashed meanwhile: a fresh worker joined already
+                return
             if self.unfenced:  # handlers keep going; the worker reconnects as a standby
                 self.note(f"{worker.name}: partition healed, handlers still running")
                 worker.partitioned = False
