@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import pytest
 
-from worker.lab.sim_placement.known import FULL, GATED, OPEN, TOLERATED
+from worker.lab.sim_placement.known import FULL, GATED, OPEN, TOLERATED, Profile
 from worker.lab.sim_placement.run import run_many, run_one
 from worker.lab.sim_placement.schedule import FAULT_KINDS
 from worker.lab.sim_placement.vclock import virtual_clocks
@@ -39,12 +39,19 @@ def test_a_seed_replays_identically() -> None:
     assert [e for _, _, e in a.world.events] == [e for _, _, e in b.world.events]
 
 
-@pytest.mark.parametrize("seed, why", [(356, "skew > 0.5 s"), (414, "read_refused"),
-                                       (580, "lookup_lag")])
+UNFENCED = Profile(faults=GATED.faults | {"unfenced"}, max_skew_s=GATED.max_skew_s)
+SKEWED = Profile(faults=GATED.faults, max_skew_s=1.0)
+
+
+@pytest.mark.parametrize("seed, why, profile", [
+    (8631, "skew > 0.5 s", SKEWED), (319, "read_refused", FULL), (197, "lookup_lag", FULL),
+    (1987, "unfenced", UNFENCED)])
 @pytest.mark.xfail(reason="open defect (see worker.lab.sim_placement.known.OPEN)",
                    strict=False)
-def test_open_defects(seed: int, why: str) -> None:
+def test_open_defects(seed: int, why: str, profile: Profile) -> None:
+    """Each seed showed its defect when written; after a fix (or a change of the
+    schedule generator) it may pass for other reasons: rerun ``make sim`` in FULL."""
     assert why in OPEN or why in TOLERATED
     with virtual_clocks():
-        r = run_one(seed, FULL)
+        r = run_one(seed, profile)
     assert not r.violations, r.violations

@@ -21,19 +21,22 @@ class Profile:
 
 OPEN: dict[str, str] = {
     "skew > 0.5 s": "issue 10 #1: Binance's settle window (recvWindow + 0.5 s) misses a "
-                    "create the exchange still executes with 0.5-1 s of skew: double order "
-                    "(e.g. make sim SEED=356)",
+                    "create (or a -1007 executed late) the exchange still accepts with "
+                    "0.5-1 s of clock skew: double order (make sim SEED=8631 GATED=1 SKEW=1)",
     "read_refused": "issue 10 #7: an auth error in a lookup after a create may have been "
-                    "sent becomes OrderRejected + ack (e.g. make sim SEED=414)",
+                    "sent becomes OrderRejected + ack (make sim SEED=319)",
     "lookup_lag": "lookups that lag behind creates (Bybit documents delayed history) are "
                   "not covered by the settle window: absence is trusted too early and the "
-                  "order is created again (e.g. make sim SEED=580)",
+                  "order is created again (make sim SEED=197)",
+    "unfenced": "issue 10 #2 (opt-in fault): nothing stops a partitioned worker's handler "
+                "from creating after fence_s: OrderFailed(not_placed) for an order that "
+                "exists (make sim SEED=1987 GATED=1 FAULTS=+unfenced)",
 }
 TOLERATED: dict[str, str] = {
     "refusal_variants": "a copy of a refused command is judged afresh (refusals are not "
-                        "remembered): two different refusals, no order (e.g. SEED=1271)",
+                        "remembered): two different refusals, no order (make sim SEED=2247)",
     "cancel_variants": "a CancelOrder redelivered after its outcome was published, with the "
-                       "exchange unreachable, adds cancel_rejected (e.g. SEED=6530)",
+                       "exchange unreachable, adds cancel_rejected (make sim SEED=2428)",
 }
 FULL = Profile()
 GATED = Profile(faults=DEFAULT_FAULTS - {"read_refused", "lookup_lag"}, max_skew_s=0.5)
