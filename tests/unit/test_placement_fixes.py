@@ -139,14 +139,34 @@ async def test_cancel_the_exchange_does_not_confirm_gets_one_outcome() -> None:
     await deps.tracker.close()
 
 
-def test_record_that_opens_a_pending_entry_marks_it_accepted() -> None:
+async def test_record_of_an_open_order_marks_its_unconfirmed_entry_accepted() -> None:
     """Else the entry is open but never polled (polling waits for OrderAccepted)."""
+    deps, _, _ = make()
     ref = ref_of(place())
-    entry = Entry(ref=ref, phase="pending", amount="0.01")
-    rec = TrackOrder(command_id=ref.command_id, account=ref.account, exchange=ref.exchange,
-                     symbol=ref.symbol, client_order_id=ref.client_order_id, phase="open",
-                     exchange_order_id="P1", amount=str(Decimal("0.01")))
-    assert entry.merge(rec) and entry.phase == "open" and entry.accepted.is_set()
+    for phase, order_id in (("pending", None), ("open", "P1")):
+        entry = deps.tracker.add(Entry(ref=ref, phase=phase, amount="0.01",
+                                       order_id=order_id))
+        rec = TrackOrder(command_id=ref.command_id, account=ref.account,
+                         exchange=ref.exchange, symbol=ref.symbol,
+                         client_order_id=ref.client_order_id, phase="open",
+                         exchange_order_id="P1", amount=str(Decimal("0.01")))
+        await deps.tracker.on_record(rec, 0)
+        assert entry.phase == "open" and entry.accepted.is_set()
+        deps.tracker.entries.clear()
+    await deps.tracker.close()
+
+
+async def test_a_local_merge_never_marks_an_entry_accepted() -> None:
+    deps, pub, _ = make()
+    cmd = place()
+    pub.fail_next = ConnectionError("confirm lost")
+    with pytest.raises(ConnectionError):
+        await handle(cmd, deps, Delivery())
+    pub.fail_next = ConnectionError("confirm lost")
+    with pytest.raises(ConnectionError):
+        await handle(cmd, deps, Delivery(attempt=2, redelivered=True))
+    assert (await handle(cmd, deps, Delivery(attempt=3, redelivered=True))).action == "ack"
+    assert kinds(pub, cmd.command_id) == ["OrderAccepted", "OrderFilled"]
 
 
 async def test_cancel_joined_before_a_redelivered_place_finishes_gets_cancel_done(

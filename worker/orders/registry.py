@@ -100,11 +100,6 @@ class Entry:
                 changed = True
         if rec.sent_before and (self.sent_before or 0) < rec.sent_before:
             self.sent_before, changed = rec.sent_before, True
-        if rec.exchange_order_id and rec.phase == "open" and self.phase == "open":
-            # as in entry_from_record: a record with the order id went out in one batch
-            # with its OrderAccepted; without this, an entry whose own OrderAccepted was
-            # never confirmed here would be open but never polled
-            self.accepted.set()
         return changed
 
     def _take_order_fields(self, rec: TrackOrder) -> None:
