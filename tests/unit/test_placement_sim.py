@@ -8,6 +8,8 @@ gated profile leaves out the fault space of defects still open (``known.OPEN``);
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import pytest
 
 from worker.lab.sim_placement.known import FULL, GATED, OPEN, TOLERATED, Profile
@@ -20,13 +22,13 @@ SCHEDULES = 10_000
 
 @pytest.mark.slow
 @pytest.mark.timeout(600)
-def test_ten_thousand_schedules_keep_the_invariants(capsys: pytest.CaptureFixture[str]
-                                                     ) -> None:
+def test_ten_thousand_schedules_keep_the_invariants(
+        record_property: Callable[[str, object], None]) -> None:
     summary = run_many(range(SCHEDULES), GATED)
     report = summary.report(GATED)
-    with capsys.disabled():
-        print("\n" + report)
-        print("gated off (open defects): " + "; ".join(OPEN))
+    # printed at the end of the run by tests/conftest.py (also from xdist workers)
+    record_property("placement_simulation",
+                    report + "\ngated off (open defects): " + "; ".join(OPEN))
     assert summary.schedules == SCHEDULES
     assert all(summary.hits[k] > 0 for k in FAULT_KINDS if k in GATED.faults), report
     assert not summary.untolerated(), report

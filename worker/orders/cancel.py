@@ -86,7 +86,10 @@ async def _cancel_entry(deps: Deps, cancel: OrderRef | None, entry: Entry,
             await deps.publisher.publish([cancel_done(cancel, entry.ref, entry.final)])
         return
     if entry.terminal and cancel is not None:
-        return  # the follower saw it end meanwhile and reported our cancel_done with it
+        # the follower saw it end meanwhile; its batch may have been built before we joined,
+        # so say it again: same id, same (the entry's final) state
+        await deps.publisher.publish([cancel_done(cancel, entry.ref, entry.final)])
+        return
     if state.is_terminal or entry.terminal:
         final = state if state.is_terminal else entry.final
         event = progress(entry.ref, state) if state.is_terminal else None
