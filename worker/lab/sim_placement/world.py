@@ -44,7 +44,8 @@ class SimWorker:
 
     def __init__(self, world: World, name: str, skew: float) -> None:
         self.world, self.name, self.skew = world, name, skew
-        self.tasks: set[asyncio.Task[Any]] = set()
+        self.tasks: dict[asyncio.Task[Any], None] = {}
+        """Insertion-ordered (a set would cancel in address order: not reproducible)."""
         self.dead = self.partitioned = False
         self.calls = 0
         pub = SimPublisher(world, self)
@@ -111,8 +112,8 @@ class World:
         task: asyncio.Task[Any] = asyncio.Task(coro, loop=loop, **kw)
         worker = current_worker.get()
         if worker is not None:
-            worker.tasks.add(task)
-            task.add_done_callback(worker.tasks.discard)
+            worker.tasks[task] = None
+            task.add_done_callback(lambda t: worker.tasks.pop(t, None))
         return task
 
     def note(self, text: str) -> None:
