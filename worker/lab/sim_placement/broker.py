@@ -36,6 +36,31 @@ class Envelope:
     redelivered: bool = False
 
 
+class SimChannel:
+    """The channel a worker's deliveries come on. The broker closes it when it gives up on
+    the worker (and only then redelivers); a round trip on it (``basic_qos``) answers only
+    while it is open and the worker can reach the broker: what a fence needs."""
+
+    def __init__(self, world: World, worker: SimWorker) -> None:
+        self.world, self.worker = world, worker
+        self.closed_by_broker = False
+
+    @property
+    def is_closed(self) -> bool:
+        return self.closed_by_broker or self.worker.dead
+
+    async def basic_qos(self, prefetch_count: int = 0,
+                        timeout: float | None = None) -> None:  # noqa: ASYNC109 (aio-pika)
+        w = self.world
+        n = await w.port_call("basic_qos")
+        await asyncio.sleep(w.latency())
+        if self.is_closed or not self.worker.reachable:
+            await asyncio.sleep(timeout or 1.0)
+            raise TimeoutError("basic.qos: no answer (simulated)")
+        await asyncio.sleep(w.latency())
+        await w.port_done(n)
+
+
 class SimMessage:
     """One delivery of an envelope to one worker."""
 
@@ -43,10 +68,17 @@ class SimMessage:
 
     def __init__(self, broker: SimBroker, worker: SimWorker, env: Envelope, tag: int) -> None:
         self._broker, self._worker, self._env, self._tag = broker, worker, env, tag
+        self._channel = worker.channel
         self.body, self.exchange = env.body, env.exchange
         self.headers: dict[str, Any] = {"x-delivery-count": env.count}
         self.redelivered = env.redelivered
         self.message_id = f"{env.label}#{tag}"
+
+    @property
+    def channel(self) -> SimChannel:
+        if self._channel.is_closed:
+            raise RuntimeError("channel closed (simulated)")
+        return self._channel
 
     async def ack(self) -> None:
         await self._broker.settle(self._worker, self._tag, requeue=False)
@@ -126,6 +158,7 @@ class SimBroker:
         """The broker noticed ``worker`` is gone: its unacked messages go to the next one."""
         if worker in self.consumers:
             self.consumers.remove(worker)
+        worker.channel.closed_by_broker = True
         mine = [tag for tag, (w, _) in self.unacked.items() if w is worker]
         envs = [self.unacked.pop(tag)[1] for tag in mine]
         self.world.note(f"broker: lost {worker.name}, redelivering {len(envs)}")

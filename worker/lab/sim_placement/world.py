@@ -20,7 +20,7 @@ from worker.broker.consumer import CommandConsumer
 from worker.broker.publisher import RabbitPublisher
 from worker.broker.topology import Names
 from worker.exchange.ports import Exchange
-from worker.lab.sim_placement.broker import SimBroker, SimPublisher
+from worker.lab.sim_placement.broker import SimBroker, SimChannel, SimPublisher
 from worker.lab.sim_placement.exchange import SimExchange, SimOrder
 from worker.lab.sim_placement.schedule import Cmd, Schedule
 from worker.lab.sim_placement.vclock import EPOCH, VirtualLoop, use, wall_skew
@@ -48,6 +48,7 @@ class SimWorker:
         """Insertion-ordered (a set would cancel in address order: not reproducible)."""
         self.dead = self.partitioned = False
         self.calls = 0
+        self.channel = SimChannel(world, self)
         pub = SimPublisher(world, self)
         tracker = Tracker(world.settings, world, pub, world.metrics)
         self.deps = Deps(world.settings, world, pub, world.metrics, tracker)
@@ -187,6 +188,7 @@ class World:
             if self.unfenced:  # handlers keep going; the worker reconnects as a standby
                 self.note(f"{worker.name}: partition healed, handlers still running")
                 worker.partitioned = False
+                worker.channel = SimChannel(self, worker)  # a reconnect: a new channel
                 self.broker.join(worker)
             else:
                 self.note(f"{worker.name}: zombie stopped (fence)")
