@@ -13,7 +13,7 @@ from schemas import Event, RejectReason, client_order_id
 from schemas.tracking import TrackOrder
 from tests.conftest import cancel, place
 from tests.unit.fakes import ScriptedPaper
-from worker.errors import AmbiguousOrderState, TransientError
+from worker.errors import AmbiguousOrderState, AuthError, TransientError
 from worker.exchange.placement import PlacementPolicy
 from worker.lab.testing import FakePublisher, StaticExchanges
 from worker.metrics import Metrics
@@ -188,4 +188,16 @@ async def test_cancel_joined_before_a_redelivered_place_finishes_gets_cancel_don
     assert (await handle(cmd, deps, Delivery(attempt=2, redelivered=True))).action == "ack"
     assert kinds(pub, cxl.command_id) == ["CancelDone"]
     assert pub.events[-1].order_status == "filled"  # type: ignore[union-attr]
+    await deps.tracker.close()
+
+
+async def test_redelivered_command_whose_lookup_is_refused_is_left_pending() -> None:
+    deps, pub, paper = make()
+
+    async def refused(symbol: str, cid: str) -> None:
+        raise AuthError("-2015 Invalid API-key, IP, or permissions")
+    paper.find_order = refused  # type: ignore[assignment,method-assign]
+    cmd = place()
+    assert (await handle(cmd, deps, Delivery(attempt=2, redelivered=True))).action == "ack"
+    assert "OrderRejected" not in pub.kinds() and pub.records[-1].phase == "pending"
     await deps.tracker.close()

@@ -106,6 +106,12 @@ async def _place(deps: Deps, cmd: PlaceOrder, order: ValidOrder, delivery: Deliv
         state = await _lookup(deps, exchange, cmd, delivery, ref.client_order_id)
     except TransientError as exc:
         raise LookupUnavailable(str(exc)) from exc
+    except PermanentError as exc:
+        if delivery.redelivered or delivery.attempt > 1:
+            # e.g. the key lost its read permission: an earlier holder may have created
+            # it, so this is no refusal; the tracker finds out (issue 10 #7)
+            raise AmbiguousOrderState(f"lookup refused: {exc}") from exc
+        raise
     if state is not None:
         deps.metrics.reconciliations.labels("adopted").inc()
         log.info("order exists, resuming", extra={"client_order_id": ref.client_order_id})
