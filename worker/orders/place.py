@@ -9,10 +9,15 @@ Outcomes, each decided here and nowhere else:
 * stale / risk / exchange refused it     -> OrderRejected (nothing was sent, or the
                                             exchange refused outright)
 * a cancel already tombstoned this order -> OrderRejected(canceled_before_placement)
+  (checked again after the settle wait: its record may arrive meanwhile)
+* a copy of a command the tracker owns, pending or finished -> ack, nothing new
 * transient trouble                      -> retried here, inside the account's turn, so no
                                             later command of the account overtakes it;
-                                            after ``intake_budget_s`` -> OrderFailed
-* a create may have reached the exchange and its outcome is unknown
+                                            after ``intake_budget_s`` -> OrderFailed, or
+                                            pending if the lookup itself kept failing or
+                                            the command was redelivered
+* a create may have reached the exchange and its outcome is unknown (also: a
+  redelivered command whose lookup is refused)
                                          -> handed to the tracker as *pending*: found ->
                                             accepted; confirmed absent -> OrderFailed.
                                             Never "rejected".
