@@ -23,8 +23,9 @@ OPEN: dict[str, str] = {
     "skew > 0.5 s": "issue 10 #1: Binance's settle window (recvWindow + 0.5 s) misses a "
                     "create (or a -1007 executed late) the exchange still accepts with "
                     "0.5-1 s of clock skew: double order (make sim SEED=8631 GATED=1 SKEW=1)",
-    "read_refused": "issue 10 #7: an auth error in a lookup after a create may have been "
-                    "sent becomes OrderRejected + ack (make sim SEED=319)",
+    "read_refused": "issue 10 #7, what is left: a first delivery whose lookup is refused "
+                    "(auth) is OrderRejected, and a later copy of the command, judged afresh, "
+                    "places it (refusals are not remembered) (make sim SEED=319)",
     "lookup_lag": "lookups that lag behind creates (Bybit documents delayed history) are "
                   "not covered by the settle window: absence is trusted too early and the "
                   "order is created again (make sim SEED=197)",
