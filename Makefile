@@ -8,7 +8,7 @@ BIN := $(VENV)/bin
 # make demo EXCHANGE=binance|bybit: the same orders via local servers and the real ccxt client
 EXCHANGE ?= paper
 
-.PHONY: install broker demo test test-fast lint bench bench-tracking chaos clean cluster cluster-stop chaos-cluster
+.PHONY: install broker demo test test-fast lint bench bench-tracking chaos clean cluster cluster-stop chaos-cluster sim
 
 $(BIN)/python:
 	$(PY) -m venv $(VENV)
@@ -49,6 +49,14 @@ bench-tracking: install broker
 
 chaos: install broker
 	$(BIN)/python -m worker.lab.chaos
+
+# deterministic simulation of placement (issue 10): make sim [N=100000] [START=0]
+# [GATED=1: the profile make test judges] [FAULTS=-kind,+kind] [SKEW=1.0]; SEED=s replays one
+N ?= 100000
+START ?= 0
+sim: install
+	$(BIN)/python -m worker.lab.sim_placement $(if $(SEED),--seed $(SEED),--n $(N) --start $(START)) \
+		$(if $(GATED),--gated) $(if $(FAULTS),--faults=$(FAULTS)) $(if $(SKEW),--max-skew $(SKEW))
 
 # three local RabbitMQ nodes (owc1..3@localhost, AMQP 5781-5783) under var/cluster/
 cluster: install broker

@@ -76,3 +76,12 @@ def cancel(target: str, **kw: Any) -> CancelOrder:
     }
     base.update(kw)
     return CancelOrder(**base)
+
+
+def pytest_terminal_summary(terminalreporter: Any) -> None:
+    """Show the placement simulation's counts (issue 10), also when run on xdist workers."""
+    for kind in ("passed", "failed"):
+        for rep in terminalreporter.stats.get(kind, []):
+            for name, value in getattr(rep, "user_properties", ()):
+                if name == "placement_simulation":
+                    terminalreporter.write_line(str(value))

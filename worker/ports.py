@@ -89,7 +89,7 @@ class Delivery:
     final_attempt: bool = False
     redelivered: bool = False
     shard: int = 0
-    received_at: float = field(default_factory=time.monotonic)
+    received_at: float = field(default_factory=lambda: time.monotonic())
     """When this delivery arrived (monotonic); bounds when a previous one last acted."""
     turn: AbstractAsyncContextManager[None] = field(default_factory=_NoTurn)
     """Held while an order is submitted: serialises commands of one account."""

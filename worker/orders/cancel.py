@@ -24,7 +24,7 @@ from functools import partial
 
 from schemas import CancelAll, CancelOrder, RejectReason, client_order_id
 from schemas.ids import CLIENT_ID_PREFIX
-from worker.errors import InvalidOrder, OrderNotFound
+from worker.errors import ExchangeError, InvalidOrder, OrderNotFound
 from worker.exchange.models import OrderState
 from worker.exchange.ports import Exchange
 from worker.exchange.retry import call_with_retry
@@ -67,10 +67,29 @@ async def _cancel_entry(deps: Deps, cancel: OrderRef | None, entry: Entry,
         entry.cancel_commands.append(cancel.command_id)
     with contextlib.suppress(TimeoutError):
         await asyncio.wait_for(entry.accepted.wait(), ACCEPT_WAIT_S)
-    state = await _cancel_on_exchange(deps, exchange, entry)
     tracker = deps.tracker
+    if entry.terminal:  # it ended while we waited (e.g. its placement found it filled)
+        if cancel is not None:
+            await deps.publisher.publish([cancel_done(cancel, entry.ref, entry.final)])
+        return
+    try:
+        state = await _cancel_on_exchange(deps, exchange, entry)
+    except ExchangeError as exc:
+        if cancel is None:
+            raise
+        # The cancel has joined the order: the tracker keeps sending it and reports
+        # cancel_done once the order ends. A cancel_rejected now would be its second outcome.
+        log.warning("cancel not confirmed yet, the tracker retries it: %s", exc,
+                    extra={"client_order_id": entry.ref.client_order_id})
+        await tracker.persist([entry])
+        if entry.terminal:
+            await deps.publisher.publish([cancel_done(cancel, entry.ref, entry.final)])
+        return
     if entry.terminal and cancel is not None:
-        return  # the follower saw it end meanwhile and reported our cancel_done with it
+        # the follower saw it end meanwhile; its batch may have been built before we joined,
+        # so say it again: same id, same (the entry's final) state
+        await deps.publisher.publish([cancel_done(cancel, entry.ref, entry.final)])
+        return
     if state.is_terminal or entry.terminal:
         final = state if state.is_terminal else entry.final
         event = progress(entry.ref, state) if state.is_terminal else None

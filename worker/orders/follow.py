@@ -98,7 +98,12 @@ async def resolve_pending(tracker: Tracker, exchange: Exchange, entry: Entry) ->
         entry.phase, entry.order_id = "open", found.id
         entry.placed_at = found.timestamp_ms / 1000 if found.timestamp_ms else time.time()
         entry.side, entry.type, entry.amount = found.side, found.type, str(found.amount)
-        await tracker.persist([entry], [accepted(entry.ref, found)])
+        try:
+            await tracker.persist([entry], [accepted(entry.ref, found)])
+        except BaseException:
+            # not confirmed: still pending (polling skips an open entry not yet accepted)
+            entry.phase, entry.order_id = "pending", None
+            raise
         entry.accepted.set()
         tracker.metrics.reconciliations.labels("pending_found").inc()
         await observe(tracker, entry, found)

@@ -9,10 +9,15 @@ Outcomes, each decided here and nowhere else:
 * stale / risk / exchange refused it     -> OrderRejected (nothing was sent, or the
                                             exchange refused outright)
 * a cancel already tombstoned this order -> OrderRejected(canceled_before_placement)
+  (checked again after the settle wait: its record may arrive meanwhile)
+* a copy of a command the tracker owns, pending or finished -> ack, nothing new
 * transient trouble                      -> retried here, inside the account's turn, so no
                                             later command of the account overtakes it;
-                                            after ``intake_budget_s`` -> OrderFailed
-* a create may have reached the exchange and its outcome is unknown
+                                            after ``intake_budget_s`` -> OrderFailed, or
+                                            pending if the lookup itself kept failing or
+                                            the command was redelivered
+* a create may have reached the exchange and its outcome is unknown (also: a
+  redelivered command whose lookup is refused)
                                          -> handed to the tracker as *pending*: found ->
                                             accepted; confirmed absent -> OrderFailed.
                                             Never "rejected".
@@ -54,7 +59,8 @@ from worker.exchange.placement import CREATE_FENCE
 from worker.exchange.ports import Exchange
 from worker.exchange.retry import RetryPolicy, _delay, call_with_retry
 from worker.logs import bind
-from worker.orders.events import OrderRef, accepted, progress, ref_of, refusal
+from worker.orders.events import OrderRef, accepted, cancel_done, progress, ref_of, refusal
+from worker.orders.follow import cancel_ref
 from worker.orders.registry import Entry
 from worker.orders.risk import check_risk
 from worker.orders.validation import ValidOrder, check_fresh, validate_place
@@ -62,6 +68,16 @@ from worker.policy import retry_policy
 from worker.ports import ACK, RETRY, Delivery, Deps, Outcome
 
 log = logging.getLogger(__name__)
+TOMBSTONED = "a CancelOrder for this command ran first; it will not be placed"
+
+
+class CanceledBeforePlacement(CommandError):
+    reason = RejectReason.CANCELED_BEFORE_PLACEMENT
+
+
+class LookupUnavailable(TransientError):
+    """The lookup by client order id failed: whether a copy of the command (or an
+    earlier holder) placed the order is unknown."""
 
 
 async def find(deps: Deps, exchange: Exchange, symbol: str, cid: str) -> OrderState | None:
@@ -109,11 +125,24 @@ async def _lookup(deps: Deps, exchange: Exchange, cmd: PlaceOrder, delivery: Del
 async def _place(deps: Deps, cmd: PlaceOrder, order: ValidOrder, delivery: Delivery,
                  exchange: Exchange, ref: OrderRef) -> OrderState:
     """Inside the account's turn: the existing order, or a new one created once."""
-    state = await _lookup(deps, exchange, cmd, delivery, ref.client_order_id)
+    try:
+        state = await _lookup(deps, exchange, cmd, delivery, ref.client_order_id)
+    except TransientError as exc:
+        raise LookupUnavailable(str(exc)) from exc
+    except PermanentError as exc:
+        if delivery.redelivered or delivery.attempt > 1:
+            # e.g. the key lost its read permission: an earlier holder may have created
+            # it, so this is no refusal; the tracker finds out (issue 10 #7)
+            raise AmbiguousOrderState(f"lookup refused: {exc}") from exc
+        raise
     if state is not None:
         deps.metrics.reconciliations.labels("adopted").inc()
         log.info("order exists, resuming", extra={"client_order_id": ref.client_order_id})
         return state
+    known = deps.tracker.get(ref.client_order_id)
+    if known is not None and known.phase == "tombstone" and not known.terminal:
+        # the cancel's record arrived while this command waited out the settle window
+        raise CanceledBeforePlacement(TOMBSTONED)
     s = deps.settings
     check_fresh(cmd.created_at, datetime.now(UTC), s.max_command_age_s, s.max_clock_skew_s)
     await check_risk(order, exchange, s.risk, spot=deps.exchanges.is_spot(cmd.exchange),
@@ -156,11 +185,15 @@ async def handle_place(cmd: PlaceOrder, deps: Deps, delivery: Delivery) -> Outco
     async with delivery.turn:
         known = tracker.get(cid)
         if known is not None and known.phase == "tombstone" and not known.terminal:
-            await _reject(deps, ref, order, RejectReason.CANCELED_BEFORE_PLACEMENT,
-                          "a CancelOrder for this command ran first; it will not be placed")
+            await _reject(deps, ref, order, RejectReason.CANCELED_BEFORE_PLACEMENT, TOMBSTONED)
             return ACK
-        if known is not None and known.live and known.accepted.is_set():
-            return ACK  # a copy of a command whose order the tracker already owns
+        if known is not None and known.live and (known.accepted.is_set()
+                                                 or known.phase == "pending"):
+            return ACK  # a copy of a command whose order (or its doubt) the tracker owns
+        if known is not None and known.terminal:
+            # a copy of a command whose outcome is published (confirmed) already: a lookup
+            # could miss the order (lagging history) and place it again
+            return ACK
         attempt = 0
         while True:
             attempt += 1
@@ -183,7 +216,12 @@ async def handle_place(cmd: PlaceOrder, deps: Deps, delivery: Delivery) -> Outco
             except TransientError as exc:
                 # out of execute_trade, a TransientError means the exchange refused every
                 # create outright (anything doubtful is AmbiguousOrderState): nothing exists
+                # from this delivery. But an earlier copy or holder of the command may have
+                # created it: if we could not look, only the tracker may decide.
                 if time.monotonic() + _delay(policy, attempt, exc) > give_up_at:
+                    if isinstance(exc, LookupUnavailable) or delivery.redelivered \
+                            or delivery.attempt > 1:
+                        return await _hand_over(deps, cmd, ref, exc)
                     await _reject(deps, ref, order, exc.reason,
                                   f"gave up after {settings.intake_budget_s:.0f}s: {exc}",
                                   kind=OrderFailed)
@@ -198,6 +236,8 @@ async def handle_place(cmd: PlaceOrder, deps: Deps, delivery: Delivery) -> Outco
     final = progress(ref, state) if state.is_terminal else None
     if final is not None:
         events.append(final)
+    if state.is_terminal:  # cancels that joined the order meanwhile end with it
+        events += [cancel_done(cancel_ref(entry, c), ref, state) for c in entry.cancel_commands]
     await tracker.persist([] if state.is_terminal else [entry], events)
     entry.accepted.set()
     age = max(0.0, time.time() - cmd.created_at.timestamp())

@@ -41,7 +41,7 @@ class Entry:
     final: OrderState | None = None
     """The terminal state (None with terminal=True: never placed)."""
     published_filled: Decimal | None = None
-    renewed_at: float = field(default_factory=time.monotonic)
+    renewed_at: float = field(default_factory=lambda: time.monotonic())
     """When a record copy of this entry was last published (monotonic)."""
     last_seen: tuple[str, Decimal] | None = None
     """(status, filled) of the last state observed: an unchanged listing is skipped."""

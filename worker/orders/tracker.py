@@ -164,6 +164,11 @@ class Tracker:
             news = entry.merge(rec)
             if news:
                 self.exposure.update(entry)
+            if rec.exchange_order_id and rec.phase == "open" and entry.phase == "open":
+                # as in entry_from_record: this record went out in one batch with the
+                # order's OrderAccepted; without this, an entry whose own OrderAccepted was
+                # never confirmed here would stay open but never polled
+                entry.accepted.set()
             if news and entry.live:
                 self._ensure_follower(entry.ref.account, entry.ref.exchange)
         if not news and time.monotonic() - entry.renewed_at < self.cycle_s / 2:
