@@ -100,7 +100,19 @@ def main(argv: Sequence[str] | None = None) -> int:
             settings = checked_settings()
         except ConfigError as exc:
             return report(exc)
-        asyncio.run(_run_worker(settings))
+        from aio_pika.exceptions import ChannelPreconditionFailed
+
+        from worker.broker.contract import TopologyError
+        try:
+            asyncio.run(_run_worker(settings))
+        except TopologyError as exc:
+            print(f"orderworker: {exc}", file=sys.stderr)
+            return 2
+        except ChannelPreconditionFailed as exc:
+            print(f"orderworker: the broker holds queues of prefix {settings.prefix!r} declared "
+                  f"with other arguments ({exc}); OW_DELIVERY_LIMIT and OW_QUORUM_GROUP_SIZE "
+                  "must match the running workers (see docs/operations.md)", file=sys.stderr)
+            return 2
     elif args.cmd == "config":
         return config_check()
     elif args.cmd == "demo":

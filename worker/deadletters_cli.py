@@ -26,7 +26,8 @@ def add_deadletter_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--amqp-url", default=os.environ.get(
         "OW_AMQP_URL", os.environ.get("AMQP_URL", "amqp://guest:guest@127.0.0.1:5672/")))
     p.add_argument("--prefix", default=os.environ.get("OW_PREFIX", "orderworker"))
-    p.add_argument("--shards", type=int, default=os.environ.get("OW_SHARDS", "4"))
+    p.add_argument("--shards", type=int, default=os.environ.get("OW_SHARDS", "0"),
+                   help="replay: check the workers run this many (default: theirs)")
     p.add_argument("--limit", type=int, default=100, help="list: at most this many")
     p.add_argument("--json", action="store_true", help="list: one JSON object per line")
 

@@ -46,7 +46,9 @@ async def test_submit_without_a_worker_says_what_to_check(amqp_url: str) -> None
         code, _, err = await cli("submit", *_broker(h), "--wait-s", "1", "--account", "cli3",
                                  "--symbol", "BTC/USDT", "--side", "buy", "--amount", "0.01")
     assert code == 3
-    assert f"is a worker running with OW_PREFIX={h.prefix}" in err and "Traceback" not in err
+    shard = shard_for("cli3", h.settings().shards)
+    assert f"no worker is consuming shard {shard} of prefix '{h.prefix}'" in err, err
+    assert f"start a worker with OW_PREFIX={h.prefix}" in err and "Traceback" not in err
 
 
 async def test_deadletters_list_and_replay(amqp_url: str) -> None:

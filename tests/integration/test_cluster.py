@@ -85,5 +85,5 @@ async def test_worker_rides_out_the_loss_of_its_node(nodes: list[cluster.Node]) 
     commands = before + after
     assert paper.created == len(commands)  # one order per command, none twice
     for cmd in commands:
-        kinds = [type(e).__name__ for e in client.events[cmd.command_id]]
+        kinds = [type(e).__name__ for e in client.history(cmd.command_id)]
         assert kinds == ["OrderAccepted", "OrderFilled"], (cmd.command_id, kinds)

@@ -6,9 +6,13 @@ import asyncio
 import json
 from datetime import UTC, datetime
 
+import pytest
+
 from schemas import OrderRejected, RejectReason
+from schemas.commands import encode_command
 from tests.conftest import cancel, place
 from tests.integration.harness import harness
+from worker.client import InvalidCommandError
 from worker.exchange.ports import Exchange
 from worker.lab.testing import StaticExchanges
 
@@ -54,7 +58,10 @@ async def test_invalid_and_garbage_are_rejected_and_dead_lettered(amqp_url: str)
                    "type": "market", "amount": "-5", "created_at": datetime.now(UTC).isoformat()}
             await client.publish_raw(json.dumps(bad).encode(), "acct1")
             await client.publish_raw(b"\x00\x01 not json", "acct1")
-            await client.send(place(command_id="bad-2", type="limit"))  # limit without price
+            no_price = place(command_id="bad-2", type="limit")
+            with pytest.raises(InvalidCommandError, match="limit order requires price"):
+                await client.send(no_price)  # the client refuses before publishing
+            await client.publish_raw(encode_command(no_price), "acct1")  # the worker too
             rejected = await client.wait_terminal("bad-1", 20)
             rejected2 = await client.wait_terminal("bad-2", 20)
         dead = await h.dead_letters(expect=3)

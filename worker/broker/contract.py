@@ -1,0 +1,101 @@
+"""The shard contract: the topology the workers run, recorded where clients read it.
+
+Workers write one persistent message into ``<p>.contract`` (a durable classic queue
+holding at most one message): shard count, shard-queue arguments and a generation
+number bumped by every shard-count change. Clients and tools read it (``basic.get``
+then requeue: read permission only, nothing declared) and refuse to publish when
+their own shard count differs.
+
+The shard count is also part of every command's routing key (``"<shard>/<shards>"``),
+so a client that still routes with an old count gets its command back as unroutable
+instead of landing an account in a queue that belongs to other accounts now.
+
+A worker whose ``OW_SHARDS`` differs from the contract refuses to start; so does any
+worker while ``orderworker reshard`` runs (``state == "resharding"``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from typing import Any
+
+import aio_pika
+import msgspec
+from aio_pika.abc import AbstractChannel, AbstractConnection
+from aio_pika.exceptions import ChannelClosed
+
+from worker.broker.topology import Names, command_key
+
+__all__ = ["Contract", "TopologyError", "command_key", "mismatch", "read_contract",
+           "write_contract"]
+
+CONTRACT_QUEUE_ARGS: dict[str, Any] = {"x-max-length": 1, "x-overflow": "drop-head"}
+
+
+class Contract(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    prefix: str
+    shards: int
+    delivery_limit: int
+    quorum_group_size: int | None = None
+    generation: int = 1
+    state: str = "ready"
+    """``ready``, or ``resharding`` while ``orderworker reshard`` moves messages."""
+
+
+class TopologyError(RuntimeError):
+    """The broker's topology does not match this component's settings (the text says how)."""
+
+
+def contract_queue(names: Names) -> str:
+    return f"{names.prefix}.contract"
+
+
+async def read_contract(connection: AbstractConnection, names: Names,
+                        wait_s: float = 5.0) -> Contract | None:
+    """The recorded contract, or None when no worker ever recorded one. Another reader
+    may hold the message for a moment: retried for up to ``wait_s``."""
+    loop = asyncio.get_running_loop()
+    end = loop.time() + wait_s
+    while True:
+        channel = await connection.channel()
+        try:
+            try:
+                queue = await channel.declare_queue(contract_queue(names), passive=True)
+            except ChannelClosed:
+                return None  # no worker ever declared it
+            message = await queue.get(fail=False, no_ack=False)
+            if message is not None:
+                body = message.body
+                await message.nack(requeue=True)
+                return msgspec.json.decode(body, type=Contract)
+        finally:
+            if not channel.is_closed:
+                with contextlib.suppress(Exception):
+                    await channel.close()
+        if loop.time() > end:
+            return None
+        await asyncio.sleep(0.05)
+
+
+async def write_contract(channel: AbstractChannel, names: Names, contract: Contract) -> None:
+    """Record ``contract`` (replaces the previous one); ``channel`` has publisher confirms."""
+    await channel.declare_queue(contract_queue(names), durable=True,
+                                arguments=CONTRACT_QUEUE_ARGS)
+    await channel.default_exchange.publish(
+        aio_pika.Message(msgspec.json.encode(contract), content_type="application/json",
+                         delivery_mode=aio_pika.DeliveryMode.PERSISTENT),
+        contract_queue(names), timeout=30)
+
+
+def mismatch(contract: Contract, shards: int, who: str) -> str | None:
+    """Why ``who`` with ``shards`` must not use the topology ``contract`` records, or None."""
+    if contract.state != "ready":
+        return (f"the shard count of prefix {contract.prefix!r} is being changed "
+                f"(orderworker reshard, state {contract.state!r}); try again once it is done")
+    if contract.shards != shards:
+        return (f"the workers of prefix {contract.prefix!r} use {contract.shards} shards "
+                f"(contract generation {contract.generation}) but {who} uses {shards}: set "
+                f"OW_SHARDS={contract.shards} (or leave the client's shards unset to follow "
+                f"the workers); to change the count see docs/operations.md")
+    return None
