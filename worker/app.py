@@ -76,12 +76,13 @@ class Worker:
         pub = await self.connection.channel(publisher_confirms=True, on_return_raises=True)
         recorded = await read_contract(self.connection, self.names, wait_s=2.0)
         if recorded is not None and (
-                why := mismatch(recorded, s.shards, f"this worker (OW_SHARDS={s.shards})")):
+                why := mismatch(recorded, s.shards, "this worker")):
             await self.connection.close()
             raise TopologyError(why)
         topo = await declare(pub, self.names, s.delivery_limit, s.quorum_group_size)
         contract = Contract(prefix=s.prefix, shards=s.shards, delivery_limit=s.delivery_limit,
                             quorum_group_size=s.quorum_group_size,
+                            track_cycle_s=s.track_cycle_s,
                             generation=recorded.generation if recorded else 1)
         if contract != recorded:
             await write_contract(pub, self.names, contract)

@@ -64,6 +64,28 @@ async def _run_worker(settings: Settings) -> None:
             await server.cleanup()
 
 
+async def _reshard(args: argparse.Namespace) -> int:
+    from aio_pika.exceptions import AMQPConnectionError
+
+    from worker.broker.contract import TopologyError
+    from worker.broker.reshard import reshard
+    from worker.config import redact_url
+
+    try:
+        r = await reshard(args.amqp_url, args.prefix, args.to)
+    except TopologyError as exc:
+        print(f"orderworker reshard: {exc}", file=sys.stderr)
+        return 2
+    except (AMQPConnectionError, OSError) as exc:
+        print(f"cannot reach the broker at {redact_url(args.amqp_url)}: {exc!r}",
+              file=sys.stderr)
+        return 3
+    print(f"prefix {args.prefix}: {r.old} -> {r.new} shards; moved {r.staged} messages "
+          f"({r.commands} commands, {r.records} tracking records); start the workers with "
+          f"OW_SHARDS={r.new}")
+    return 0
+
+
 def config_check() -> int:
     """Print the effective configuration (secrets redacted); non-zero on problems."""
     from worker.config import redacted
@@ -91,6 +113,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     config = sub.add_parser("config", help="check the configuration")
     config.add_argument("action", choices=["check"],
                         help="print the effective settings, secrets redacted")
+    reshard = sub.add_parser("reshard", help="change the shard count (every worker stopped; "
+                                             "see docs/operations.md)")
+    reshard.add_argument("--to", type=int, required=True, help="the new shard count")
+    reshard.add_argument("--amqp-url", default=os.environ.get(
+        "OW_AMQP_URL", os.environ.get("AMQP_URL", "amqp://guest:guest@127.0.0.1:5672/")))
+    reshard.add_argument("--prefix", default=os.environ.get("OW_PREFIX", "orderworker"))
     dead = sub.add_parser("deadletters", help="inspect or re-publish dead letters")
     from worker.deadletters_cli import add_deadletter_args
     add_deadletter_args(dead)
@@ -129,6 +157,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     elif args.cmd == "submit":
         from worker.submit import submit_main
         return asyncio.run(submit_main(args))
+    elif args.cmd == "reshard":
+        return asyncio.run(_reshard(args))
     elif args.cmd == "deadletters":
         from worker.deadletters_cli import deadletters_main
         return asyncio.run(deadletters_main(args))

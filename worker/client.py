@@ -6,8 +6,8 @@
         outcome = await client.cancel(place_order)           # CancelDone | CancelRejected
         outcome = await client.cancel_all("desk1", "paper")  # CancelAllDone | CancelRejected
 
-The client declares nothing of the workers' topology (it needs no configure permission
-except on its own server-named event queue ``amq.gen-*``): it reads the shard contract
+The client declares nothing of the workers' topology (it needs configure permission
+only on its own exclusive event queue ``<prefix>.client.<random>``): it reads the contract
 the workers recorded (``worker.broker.contract``) and routes each command to
 ``crc32(account) % shards`` with a routing key naming the shard count, so a client with
 a stale count gets a ``TopologyMismatchError``, never a misrouted command. Commands
@@ -20,7 +20,7 @@ from __future__ import annotations
 import asyncio
 import uuid
 from collections import OrderedDict
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable
 from datetime import UTC, datetime
 from typing import Self
 
@@ -144,14 +144,15 @@ class OrderClient:
             self._check(contract)
             if self.watch:
                 events = await self._channel.get_exchange(f"{self.prefix}.events")
-                queue = await self._channel.declare_queue(exclusive=True, auto_delete=True)
+                queue = await self._channel.declare_queue(
+                    f"{self.prefix}.client.{uuid.uuid4().hex[:16]}", exclusive=True,
+                    auto_delete=True)
                 await queue.bind(events, self.watch)
                 await queue.consume(self._on_event, no_ack=True)
             self._commands = await self._channel.get_exchange(f"{self.prefix}.commands")
 
     def _check(self, contract: Contract) -> None:
-        who = f"this client (shards={self.shards})"
-        why = mismatch(contract, self.shards if self.shards else contract.shards, who)
+        why = mismatch(contract, self.shards if self.shards else contract.shards, "this client")
         if why:
             raise TopologyMismatchError(why)
         self.contract = contract
@@ -219,21 +220,31 @@ class OrderClient:
         """Publish bytes to the account's shard queue, awaiting the broker's confirm."""
         await self._attach()
         assert self._commands is not None
-        exchange, shards = self._commands, self.names.shards
-        key = command_key(shard_for(account, shards), shards)
+        exchange = self._commands
         message = aio_pika.Message(body, delivery_mode=aio_pika.DeliveryMode.PERSISTENT,
                                    content_type="application/json", message_id=message_id)
-        try:
-            await send_with_reconnect("command", lambda: exchange.publish(
-                message, key, mandatory=True, timeout=30), self.republish_s, exchange)
-        except DeliveryError as exc:  # unroutable: the workers changed the shard count?
-            assert self._conn is not None
-            now = await read_contract(self._conn, self.names, wait_s=2.0)
-            if now is not None and (why := mismatch(now, shards, f"this client ({shards})")):
-                raise TopologyMismatchError(why) from exc
-            raise NoWorkerError(
-                f"no queue is bound for shard {key} of prefix {self.prefix!r}: no worker "
-                f"with OW_PREFIX={self.prefix} and OW_SHARDS={shards} has declared it") from exc
+        for attempt in (1, 2):
+            shards = self.names.shards
+            key = command_key(shard_for(account, shards), shards)
+
+            def publish(key: str = key) -> Awaitable[object]:
+                return exchange.publish(message, key, mandatory=True, timeout=30)
+
+            try:
+                await send_with_reconnect("command", publish, self.republish_s, exchange)
+                return
+            except DeliveryError as exc:  # unroutable: did the workers change the count?
+                assert self._conn is not None
+                now = await read_contract(self._conn, self.names, wait_s=2.0)
+                if (now is not None and now.state == "ready" and now.shards != shards
+                        and self.shards is None and attempt == 1):
+                    self.contract = now  # following the workers: route with the new count
+                    continue
+                if now is not None and (why := mismatch(now, shards, "this client")):
+                    raise TopologyMismatchError(why) from exc
+                raise NoWorkerError(
+                    f"no queue is bound for shard {key} of prefix {self.prefix!r}: no worker "
+                    f"with OW_PREFIX={self.prefix} and OW_SHARDS={shards} declared it") from exc
 
     async def _wait(self, command_id: str, outcome: bool, timeout_s: float) -> Event:
         kinds = OUTCOME_EVENTS if outcome else TERMINAL_EVENTS

@@ -11,7 +11,7 @@ so a client that still routes with an old count gets its command back as unrouta
 instead of landing an account in a queue that belongs to other accounts now.
 
 A worker whose ``OW_SHARDS`` differs from the contract refuses to start; so does any
-worker while ``orderworker reshard`` runs (``state == "resharding"``).
+worker while ``orderworker reshard`` runs (``state`` other than ``ready``).
 """
 
 from __future__ import annotations
@@ -38,9 +38,13 @@ class Contract(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=
     shards: int
     delivery_limit: int
     quorum_group_size: int | None = None
+    track_cycle_s: float = 10.0
     generation: int = 1
+    """Bumped by every shard-count change."""
     state: str = "ready"
-    """``ready``, or ``resharding`` while ``orderworker reshard`` moves messages."""
+    """``ready``; ``staging`` or ``distributing`` while ``orderworker reshard`` runs."""
+    next_shards: int | None = None
+    """The count ``orderworker reshard`` is changing to."""
 
 
 class TopologyError(RuntimeError):
@@ -91,8 +95,9 @@ async def write_contract(channel: AbstractChannel, names: Names, contract: Contr
 def mismatch(contract: Contract, shards: int, who: str) -> str | None:
     """Why ``who`` with ``shards`` must not use the topology ``contract`` records, or None."""
     if contract.state != "ready":
-        return (f"the shard count of prefix {contract.prefix!r} is being changed "
-                f"(orderworker reshard, state {contract.state!r}); try again once it is done")
+        return (f"the shard count of prefix {contract.prefix!r} is being changed from "
+                f"{contract.shards} to {contract.next_shards} (orderworker reshard, state "
+                f"{contract.state!r}); try again once it is done")
     if contract.shards != shards:
         return (f"the workers of prefix {contract.prefix!r} use {contract.shards} shards "
                 f"(contract generation {contract.generation}) but {who} uses {shards}: set "

@@ -94,7 +94,7 @@ async def replay_dead_letter(amqp_url: str, names: Names, message_id: str,
         if contract is None:
             raise ReplayError(f"no worker has recorded the topology of prefix {names.prefix!r}")
         if why := mismatch(contract, names.shards or contract.shards,
-                           f"--shards {names.shards}"):
+                           "--shards"):
             raise ReplayError(why)
         names = Names(names.prefix, contract.shards)
         channel = await conn.channel(publisher_confirms=True, on_return_raises=True)
