@@ -17,8 +17,8 @@ from typing import Any
 import msgspec
 from aio_pika.exceptions import AMQPConnectionError
 
-from schemas import CancelRejected, OrderFailed, OrderRejected
-from schemas.commands import Command
+from schemas import CancelRejected, OrderAccepted, OrderFailed, OrderRejected
+from schemas.commands import Command, PlaceOrder
 from schemas.events import encode_event
 from worker.client import (
     InvalidCommandError,
@@ -52,14 +52,22 @@ def add_submit_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--type", choices=["market", "limit"], default="market")
     p.add_argument("--amount")
     p.add_argument("--price")
-    p.add_argument("--timeout-s", type=float, default=30.0)
+    p.add_argument("--timeout-s", type=float, default=None,
+                   help="cancel the order this long after placing it (default: never; a "
+                        "limit order rests until filled or canceled)")
     p.add_argument("--max-slippage-bps", type=int, default=50)
     what = p.add_mutually_exclusive_group()
     what.add_argument("--cancel", metavar="TARGET_COMMAND_ID",
                       help="send a CancelOrder for this command instead of placing")
     what.add_argument("--cancel-all", action="store_true",
                       help="cancel every open order of the account (optionally --symbol)")
-    p.add_argument("--wait-s", type=float, default=120.0)
+    p.add_argument("--wait-s", type=float, default=120.0,
+                   help="how long to wait for the outcome (or, with --until accepted, the "
+                        "first event)")
+    p.add_argument("--until", choices=["outcome", "accepted"], default="outcome",
+                   help="outcome: wait for the command's outcome (a resting limit order "
+                        "waits until filled, canceled or timed out); accepted: return after "
+                        "the order's first event (cancel it later with --cancel)")
 
 
 def build_command(args: argparse.Namespace) -> Command:
@@ -78,7 +86,9 @@ def build_command(args: argparse.Namespace) -> Command:
             raise InvalidInput("--symbol, --side and --amount are required to place an order "
                                "(or give --cancel COMMAND_ID / --cancel-all)")
         raw.update(kind="place_order", side=args.side, type=args.type, amount=args.amount,
-                   timeout_s=args.timeout_s, max_slippage_bps=args.max_slippage_bps)
+                   max_slippage_bps=args.max_slippage_bps)
+        if args.timeout_s is not None:
+            raw["timeout_s"] = args.timeout_s
         if args.price is not None:
             raw["price"] = args.price
     try:
@@ -100,7 +110,12 @@ async def submit_main(args: argparse.Namespace) -> int:
     try:
         async with OrderClient(args.amqp_url, prefix=args.prefix, shards=args.shards,
                                watch=f"order.{args.account}.#") as client:
-            events = await client.submit(command, timeout_s=args.wait_s)
+            if args.until == "accepted" and isinstance(command, PlaceOrder):
+                await client.send(command)
+                await client.wait_first(command.command_id, args.wait_s)
+                events = client.history(command.command_id)
+            else:
+                events = await client.submit(command, timeout_s=args.wait_s)
     except InvalidCommandError as exc:
         print(f"invalid order: {exc}", file=sys.stderr)
         return 2
@@ -122,4 +137,7 @@ async def submit_main(args: argparse.Namespace) -> int:
                 CancelRejected: "cancel rejected"}[type(last)]
         print(f"{verb} ({last.reason}): {last.message}", file=sys.stderr)
         return 1
+    if isinstance(last, OrderAccepted) and args.until == "accepted":
+        print(f"{command.command_id} is accepted; cancel it with: orderworker submit "
+              f"--account {command.account} --cancel {command.command_id}", file=sys.stderr)
     return 0

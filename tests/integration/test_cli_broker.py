@@ -39,6 +39,26 @@ async def test_submit_exits_non_zero_on_a_rejected_order_and_prints_the_reason(
     assert err.startswith("order rejected (risk_max_notional):")
 
 
+async def test_submit_a_resting_order_then_cancel_it_without_a_symbol(amqp_url: str) -> None:
+    async with harness(amqp_url) as h:
+        await h.start_worker()
+        code, out, err = await cli("submit", *_broker(h), "--account", "cli4", "--symbol",
+                                   "BTC/USDT", "--side", "buy", "--type", "limit", "--amount",
+                                   "0.01", "--price", "57500", "--command-id", "cli4-limit",
+                                   "--until", "accepted")
+        assert code == 0 and '"kind":"order_accepted"' in out, err
+        assert "cancel it with: orderworker submit --account cli4 --cancel cli4-limit" in err
+        code, out, err = await cli("submit", *_broker(h), "--account", "cli4",
+                                   "--cancel", "cli4-limit")
+        assert code == 0 and '"kind":"cancel_done"' in out and '"order_status":"canceled"' \
+            in out, err
+        code, out, err = await cli("submit", *_broker(h), "--account", "cli4", "--cancel-all")
+        assert code == 0 and '"kind":"cancel_all_done"' in out, err
+        code, out, err = await cli("submit", *_broker(h), "--account", "cli4",
+                                   "--cancel", "never-placed")
+        assert code == 1 and err.startswith("cancel rejected (order_not_found):"), err
+
+
 async def test_submit_without_a_worker_says_what_to_check(amqp_url: str) -> None:
     async with harness(amqp_url) as h:
         await h.start_worker()
