@@ -98,7 +98,7 @@ def config_check() -> int:
     return 0
 
 
-def main(argv: Sequence[str] | None = None) -> int:
+def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="orderworker")
     parser.add_argument("--version", action="version", version=f"orderworker {version()}")
     sub = parser.add_subparsers(dest="cmd", required=True)
@@ -122,7 +122,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     dead = sub.add_parser("deadletters", help="inspect or re-publish dead letters")
     from worker.deadletters_cli import add_deadletter_args
     add_deadletter_args(dead)
-    args = parser.parse_args(argv)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
     if args.cmd == "run":
         try:
             settings = checked_settings()
