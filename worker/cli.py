@@ -72,7 +72,7 @@ async def _reshard(args: argparse.Namespace) -> int:
     from worker.config import redact_url
 
     try:
-        r = await reshard(args.amqp_url, args.prefix, args.to)
+        r = await reshard(args.amqp_url, args.prefix, args.to, settle_s=args.settle_s)
     except TopologyError as exc:
         print(f"orderworker reshard: {exc}", file=sys.stderr)
         return 2
@@ -119,6 +119,9 @@ def build_parser() -> argparse.ArgumentParser:
     reshard.add_argument("--amqp-url", default=os.environ.get(
         "OW_AMQP_URL", os.environ.get("AMQP_URL", "amqp://guest:guest@127.0.0.1:5672/")))
     reshard.add_argument("--prefix", default=os.environ.get("OW_PREFIX", "orderworker"))
+    reshard.add_argument("--settle-s", type=float, default=2.0,
+                         help="wait after recording the change before checking again that "
+                              "no worker consumes")
     dead = sub.add_parser("deadletters", help="inspect or re-publish dead letters")
     from worker.deadletters_cli import add_deadletter_args
     add_deadletter_args(dead)

@@ -12,6 +12,8 @@ from aio_pika.abc import AbstractIncomingMessage
 from schemas.commands import encode_command
 from tests.conftest import place
 from tests.integration.harness import Harness, harness
+from worker.audit.consumer import AuditConsumer
+from worker.audit.store import MemoryStore
 from worker.broker.topology import shard_for
 
 
@@ -57,6 +59,19 @@ async def test_submit_a_resting_order_then_cancel_it_without_a_symbol(amqp_url: 
         code, out, err = await cli("submit", *_broker(h), "--account", "cli4",
                                    "--cancel", "never-placed")
         assert code == 1 and err.startswith("cancel rejected (order_not_found):"), err
+
+
+async def test_tools_work_beside_workers_with_another_delivery_limit(amqp_url: str) -> None:
+    # the tools used to declare the shard queues with x-delivery-limit 5 and crash
+    async with harness(amqp_url, OW_DELIVERY_LIMIT="15") as h:
+        await h.start_worker()
+        code, out, err = await cli("submit", "--amqp-url", amqp_url, "--prefix", h.prefix,
+                                   "--account", "cli5", "--symbol", "BTC/USDT", "--side",
+                                   "buy", "--amount", "0.01")
+        assert code == 0 and '"kind":"order_filled"' in out, err
+        audit = AuditConsumer(amqp_url, MemoryStore(), prefix=h.prefix)
+        await audit.start()  # no PRECONDITION_FAILED
+        await audit.stop()
 
 
 async def test_submit_without_a_worker_says_what_to_check(amqp_url: str) -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 from datetime import UTC, datetime
 
 import pytest
@@ -47,6 +48,31 @@ async def test_cancel_command(amqp_url: str) -> None:
     assert type(final).__name__ == "OrderCanceled"
     assert [type(e).__name__ for e in outcome] == ["CancelDone"]
     assert outcome[0].order_status == "canceled"  # type: ignore[union-attr]
+
+
+async def test_each_order_logs_one_info_line_per_milestone_and_is_counted(
+        amqp_url: str, caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.INFO, logger="worker")
+    async with harness(amqp_url) as h:
+        worker = await h.start_worker()
+        async with h.client() as client:
+            market = place()
+            await client.submit(market, timeout_s=20)
+            limit = place(type="limit", price="57500")
+            await client.send(limit)
+            await client.wait_first(limit.command_id, 20)
+            await client.cancel(limit, timeout_s=20)  # canceled by a CancelOrder
+            await client.submit(place(exchange="nowhere"), timeout_s=20)  # rejected
+    lines = [(r.getMessage(), getattr(r, "command_id", None) or getattr(r, "client_order_id",
+                                                                          None))
+             for r in caplog.records if r.levelno == logging.INFO
+             and r.getMessage().startswith("order ")]
+    messages = [m for m, _ in lines]
+    assert messages.count("order accepted") == 2, lines
+    assert messages.count("order filled") == 1 and messages.count("order canceled") == 1, lines
+    counted = {s.labels["outcome"]: s.value for m in worker.metrics.outcomes.collect()
+               for s in m.samples if s.name == "ow_orders_total"}
+    assert counted == {"filled": 1, "canceled": 1, "rejected": 1}, counted
 
 
 async def test_invalid_and_garbage_are_rejected_and_dead_lettered(amqp_url: str) -> None:

@@ -111,9 +111,10 @@ async def test_changing_the_shard_count_moves_every_account_to_one_new_shard(
         amqp_url: str) -> None:
     shared = StaticExchanges()
     accounts = [f"rs{i}" for i in range(8)]
-    async with harness(amqp_url) as h:
+    async with harness(amqp_url, OW_TRACK_CYCLE_S="0.5") as h:
         worker = await h.start_worker(exchanges=shared)
-        reshard = ("reshard", "--amqp-url", amqp_url, "--prefix", h.prefix, "--to")
+        reshard = ("reshard", "--amqp-url", amqp_url, "--prefix", h.prefix, "--settle-s",
+                   "0.5", "--to")
         async with OrderClient(amqp_url, prefix=h.prefix, shards=4) as pinned, \
                 OrderClient(amqp_url, prefix=h.prefix) as client:
             resting = [place(account=a, type="limit", price="57500", timeout_s=None)
