@@ -108,6 +108,9 @@ class OrderClient:
             await self._attach()
         except NoWorkerError:
             pass  # no worker yet: wait_for_workers() or the first send attaches
+        except BaseException:
+            await self._conn.close()  # __aexit__ will not run
+            raise
         return self
 
     async def __aexit__(self, *exc: object) -> None:

@@ -13,6 +13,7 @@ import pytest
 from yarl import URL
 
 from schemas import CancelDone, OrderAccepted, OrderCanceled, OrderFilled
+from schemas.tracking import TrackBatch
 from tests.conftest import cancel, place
 from tests.integration.harness import harness
 from tests.integration.test_cli_broker import cli
@@ -97,9 +98,12 @@ async def _misplaced(amqp_url: str, prefix: str, shards: int) -> list[str]:
                     async with queue.iterator() as messages:
                         async for msg in messages:
                             seen, left = seen + 1, left - 1
-                            account = getattr(parse(msg.body), "account", "?")
-                            if shard_for(account, shards) != k:
-                                wrong.append(f"{account} in {name}")
+                            item = parse(msg.body, tracking=True)
+                            inner = item.records if isinstance(item, TrackBatch) else [item]
+                            for one in inner:
+                                account = getattr(one, "account", "?")
+                                if shard_for(account, shards) != k:
+                                    wrong.append(f"{account} in {name}")
                             if not left:
                                 break
                 await channel.close()

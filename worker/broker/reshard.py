@@ -33,9 +33,10 @@ import msgspec
 from aio_pika.abc import AbstractChannel, AbstractIncomingMessage, AbstractQueue
 from aio_pika.exceptions import ChannelClosed
 
-from schemas.tracking import TrackOrder
+from schemas.tracking import TrackBatch, TrackOrder, batches
 from worker.broker.connect import connect
 from worker.broker.contract import TopologyError, read_contract, write_contract
+from worker.broker.publisher import by_shard, record_message
 from worker.broker.topology import (
     Names,
     command_key,
@@ -185,17 +186,21 @@ async def _distribute(channel: AbstractChannel, new: Names, report: ReshardRepor
     commands = await channel.get_exchange(new.commands)
 
     async def route(msg: AbstractIncomingMessage) -> None:
-        item = parse(msg.body)
+        item = parse(msg.body, tracking=True)
+        if isinstance(item, TrackOrder | TrackBatch):  # a batch may span several new shards
+            records = item.records if isinstance(item, TrackBatch) else (item,)
+            for k, group in by_shard(records, new.shards).items():
+                for batch in batches(group):
+                    await channel.default_exchange.publish(
+                        record_message(batch), new.track_queue(k), timeout=30)
+            report.records += len(records)
+            return
         account = getattr(item, "account", None) or getattr(item, "ids", {}).get("account")
         shard = shard_for(account, new.shards) if isinstance(account, str) else 0
-        if isinstance(item, TrackOrder):
-            await channel.default_exchange.publish(_copy(msg), new.track_queue(shard),
-                                                   timeout=30)
-            report.records += 1
-        else:  # commands, and unreadable bodies the worker will dead-letter with a reason
-            await commands.publish(_copy(msg), command_key(shard, new.shards),
-                                   mandatory=True, timeout=30)
-            report.commands += 1
-            report.unreadable += not hasattr(item, "account")
+        # commands, and unreadable bodies the worker will dead-letter with a reason
+        await commands.publish(_copy(msg), command_key(shard, new.shards),
+                               mandatory=True, timeout=30)
+        report.commands += 1
+        report.unreadable += not hasattr(item, "account")
 
     await drain(channel, staging_queue(new.prefix), route)
