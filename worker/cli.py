@@ -69,7 +69,7 @@ async def _reshard(args: argparse.Namespace) -> int:
 
     from worker.broker.contract import TopologyError
     from worker.broker.reshard import reshard
-    from worker.config import redact_url
+    from worker.config import unreachable
 
     try:
         r = await reshard(args.amqp_url, args.prefix, args.to, settle_s=args.settle_s)
@@ -77,8 +77,7 @@ async def _reshard(args: argparse.Namespace) -> int:
         print(f"orderworker reshard: {exc}", file=sys.stderr)
         return 2
     except (AMQPConnectionError, OSError) as exc:
-        print(f"cannot reach the broker at {redact_url(args.amqp_url)}: {exc!r}",
-              file=sys.stderr)
+        print(unreachable(args.amqp_url, exc), file=sys.stderr)
         return 3
     print(f"prefix {args.prefix}: {r.old} -> {r.new} shards; moved {r.staged} messages "
           f"({r.commands} commands, {r.records} tracking records); start the workers with "
@@ -135,11 +134,15 @@ def main(argv: Sequence[str] | None = None) -> int:
             settings = checked_settings()
         except ConfigError as exc:
             return report(exc)
-        from aio_pika.exceptions import ChannelPreconditionFailed
+        from aio_pika.exceptions import AMQPConnectionError, ChannelPreconditionFailed
 
         from worker.broker.contract import TopologyError
+        from worker.config import unreachable
         try:
             asyncio.run(_run_worker(settings))
+        except AMQPConnectionError as exc:
+            print(f"orderworker: {unreachable(settings.amqp_url, exc)}", file=sys.stderr)
+            return 3
         except TopologyError as exc:
             print(f"orderworker: {exc}", file=sys.stderr)
             return 2

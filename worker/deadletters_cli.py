@@ -16,7 +16,7 @@ from aio_pika.exceptions import AMQPConnectionError, ChannelNotFoundEntity
 
 from worker.broker.deadletters import ReplayError, peek_dead_letters, replay_dead_letter
 from worker.broker.topology import Names
-from worker.config import redact_url
+from worker.config import unreachable
 
 
 def add_deadletter_args(p: argparse.ArgumentParser) -> None:
@@ -69,5 +69,5 @@ async def deadletters_main(args: argparse.Namespace) -> int:
               "worker declared the topology?", file=sys.stderr)
         return 2
     except (AMQPConnectionError, OSError) as exc:
-        print(f"cannot reach the broker at {redact_url(args.amqp_url)}: {exc}", file=sys.stderr)
+        print(unreachable(args.amqp_url, exc), file=sys.stderr)
         return 3

@@ -28,7 +28,7 @@ from worker.client import (
     TopologyMismatchError,
     validate_command,
 )
-from worker.config import redact_url
+from worker.config import unreachable
 from worker.messages import explain
 
 
@@ -126,8 +126,7 @@ async def submit_main(args: argparse.Namespace) -> int:
         print(f"orderworker submit: {exc}", file=sys.stderr)
         return 3
     except (AMQPConnectionError, OSError) as exc:
-        print(f"cannot reach the broker at {redact_url(args.amqp_url)}: {exc!r}",
-              file=sys.stderr)
+        print(unreachable(args.amqp_url, exc), file=sys.stderr)
         return 3
     for event in events:
         print(encode_event(event).decode())
