@@ -170,6 +170,18 @@ class OrderClient:
         """The events seen so far for ``command_id`` (open or recently finished)."""
         return self.log.history(command_id)
 
+    async def wait_for_topology(self, timeout_s: float = 10.0) -> None:
+        """Return once a worker has set up the prefix (the contract is readable);
+        NoWorkerError after ``timeout_s``. Cheaper than ``wait_for_workers``."""
+        end = asyncio.get_running_loop().time() + timeout_s
+        while True:
+            try:
+                return await self._attach()
+            except NoWorkerError:
+                if asyncio.get_running_loop().time() > end:
+                    raise
+            await asyncio.sleep(0.3)
+
     async def wait_for_workers(self, timeout_s: float = 30.0) -> None:
         """Return once the workers recorded the topology and every shard queue has a
         consumer; NoWorkerError naming the first shard without one."""

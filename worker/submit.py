@@ -110,6 +110,7 @@ async def submit_main(args: argparse.Namespace) -> int:
     try:
         async with OrderClient(args.amqp_url, prefix=args.prefix, shards=args.shards,
                                watch=f"order.{args.account}.#") as client:
+            await client.wait_for_topology(min(args.wait_s, 10.0))  # a worker just started
             if args.until == "accepted" and isinstance(command, PlaceOrder):
                 await client.send(command)
                 await client.wait_first(command.command_id, args.wait_s)
