@@ -84,7 +84,7 @@ class Worker:
                             quorum_group_size=s.quorum_group_size,
                             track_cycle_s=s.track_cycle_s,
                             generation=recorded.generation if recorded else 1)
-        if contract != recorded:
+        if not contract.same_as(recorded):
             await write_contract(pub, self.names, contract)
         await declare_tracking(pub, self.names, s.track_cycle_s, s.quorum_group_size)
         publisher = RabbitPublisher(topo.events, topo.dlx, self.metrics,

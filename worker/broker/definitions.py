@@ -100,7 +100,7 @@ def definitions(prefix: str = "orderworker", shards: int = 8,
             queue(n.audit_queue, {**QUORUM, "x-dead-letter-exchange": n.dlx}),
             queue(n.dead_queue, dict(QUORUM)),
             queue(n.dead_watch_queue, {**QUORUM, "x-single-active-consumer": True}),
-            queue(contract_queue(n), dict(CONTRACT_QUEUE_ARGS))],
+            queue(contract_queue(n), {**CONTRACT_QUEUE_ARGS, **QUORUM})],
         "bindings": [binding(n.commands, n.shard_queue(k), command_key(k, shards)) for k in ks]
         + [binding(n.tracking, n.shard_queue(k), str(k)) for k in ks] + [
             binding(n.events, n.audit_queue, "order.#"), binding(n.dlx, n.dead_queue, ""),
