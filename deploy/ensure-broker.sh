@@ -1,8 +1,11 @@
 #!/usr/bin/env bash
-# Make sure a RabbitMQ broker answers on 127.0.0.1:5672 (install/start it locally if not).
-# Skipped when AMQP_URL points elsewhere or a Docker engine can run testcontainers.
+# Make sure a RabbitMQ broker answers on 127.0.0.1 (the port of a local AMQP_URL, else 5672;
+# install/start it locally if not). Skipped when AMQP_URL points elsewhere or a Docker
+# engine can run testcontainers.
 set -euo pipefail
-port_open() { (exec 3<>/dev/tcp/127.0.0.1/5672) 2>/dev/null; }
+PORT=5672
+if [[ "${AMQP_URL:-}" =~ (127\.0\.0\.1|localhost):([0-9]+) ]]; then PORT=${BASH_REMATCH[2]}; fi
+port_open() { (exec 3<>/dev/tcp/127.0.0.1/$PORT) 2>/dev/null; }
 if [ -n "${AMQP_URL:-}" ] && [[ "$AMQP_URL" != *"127.0.0.1"* && "$AMQP_URL" != *"localhost"* ]]; then
   exit 0
 fi
@@ -23,5 +26,5 @@ for _ in $(seq 1 90); do
   fi
   sleep 1
 done
-echo "RabbitMQ did not come up on 127.0.0.1:5672" >&2
+echo "RabbitMQ did not come up on 127.0.0.1:$PORT" >&2
 exit 1

@@ -25,6 +25,13 @@ from aio_pika.abc import AbstractIncomingMessage, AbstractQueue, AbstractRobustC
 
 from worker.broker.connect import connect_robust
 from worker.broker.consumer import CommandConsumer
+from worker.broker.contract import (
+    Contract,
+    TopologyError,
+    mismatch,
+    read_contract,
+    write_contract,
+)
 from worker.broker.publisher import RabbitPublisher
 from worker.broker.topology import Names, declare, declare_tracking
 from worker.crashpoints import CrashPoints
@@ -67,7 +74,18 @@ class Worker:
             s.amqp_url, reconnect_interval=1.0,
             client_properties={"connection_name": f"orderworker-{s.worker_index}"})
         pub = await self.connection.channel(publisher_confirms=True, on_return_raises=True)
+        recorded = await read_contract(self.connection, self.names, wait_s=2.0)
+        if recorded is not None and (
+                why := mismatch(recorded, s.shards, "this worker")):
+            await self.connection.close()
+            raise TopologyError(why)
         topo = await declare(pub, self.names, s.delivery_limit, s.quorum_group_size)
+        contract = Contract(prefix=s.prefix, shards=s.shards, delivery_limit=s.delivery_limit,
+                            quorum_group_size=s.quorum_group_size,
+                            track_cycle_s=s.track_cycle_s,
+                            generation=recorded.generation if recorded else 1)
+        if not contract.same_as(recorded):
+            await write_contract(pub, self.names, contract)
         await declare_tracking(pub, self.names, s.track_cycle_s, s.quorum_group_size)
         publisher = RabbitPublisher(topo.events, topo.dlx, self.metrics,
                                     tracks=pub.default_exchange, names=self.names)

@@ -64,6 +64,27 @@ async def _run_worker(settings: Settings) -> None:
             await server.cleanup()
 
 
+async def _reshard(args: argparse.Namespace) -> int:
+    from aio_pika.exceptions import AMQPConnectionError
+
+    from worker.broker.contract import TopologyError
+    from worker.broker.reshard import reshard
+    from worker.config import unreachable
+
+    try:
+        r = await reshard(args.amqp_url, args.prefix, args.to, settle_s=args.settle_s)
+    except TopologyError as exc:
+        print(f"orderworker reshard: {exc}", file=sys.stderr)
+        return 2
+    except (AMQPConnectionError, OSError) as exc:
+        print(unreachable(args.amqp_url, exc), file=sys.stderr)
+        return 3
+    print(f"prefix {args.prefix}: {r.old} -> {r.new} shards; moved {r.staged} messages "
+          f"({r.commands} commands, {r.records} tracking records); start the workers with "
+          f"OW_SHARDS={r.new}")
+    return 0
+
+
 def config_check() -> int:
     """Print the effective configuration (secrets redacted); non-zero on problems."""
     from worker.config import redacted
@@ -76,7 +97,7 @@ def config_check() -> int:
     return 0
 
 
-def main(argv: Sequence[str] | None = None) -> int:
+def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="orderworker")
     parser.add_argument("--version", action="version", version=f"orderworker {version()}")
     sub = parser.add_subparsers(dest="cmd", required=True)
@@ -91,16 +112,45 @@ def main(argv: Sequence[str] | None = None) -> int:
     config = sub.add_parser("config", help="check the configuration")
     config.add_argument("action", choices=["check"],
                         help="print the effective settings, secrets redacted")
+    reshard = sub.add_parser("reshard", help="change the shard count (every worker stopped; "
+                                             "see docs/operations.md)")
+    reshard.add_argument("--to", type=int, required=True, help="the new shard count")
+    reshard.add_argument("--amqp-url", default=os.environ.get(
+        "OW_AMQP_URL", os.environ.get("AMQP_URL", "amqp://guest:guest@127.0.0.1:5672/")))
+    reshard.add_argument("--prefix", default=os.environ.get("OW_PREFIX", "orderworker"))
+    reshard.add_argument("--settle-s", type=float, default=2.0,
+                         help="wait after recording the change before checking again that "
+                              "no worker consumes")
     dead = sub.add_parser("deadletters", help="inspect or re-publish dead letters")
     from worker.deadletters_cli import add_deadletter_args
     add_deadletter_args(dead)
-    args = parser.parse_args(argv)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
     if args.cmd == "run":
         try:
             settings = checked_settings()
         except ConfigError as exc:
             return report(exc)
-        asyncio.run(_run_worker(settings))
+        from aio_pika.exceptions import AMQPConnectionError, ChannelPreconditionFailed
+
+        from worker.broker.contract import TopologyError
+        from worker.config import unreachable
+        try:
+            asyncio.run(_run_worker(settings))
+        except AMQPConnectionError as exc:
+            print(f"orderworker: {unreachable(settings.amqp_url, exc)}", file=sys.stderr)
+            return 3
+        except TopologyError as exc:
+            print(f"orderworker: {exc}", file=sys.stderr)
+            return 2
+        except ChannelPreconditionFailed as exc:
+            print(f"orderworker: the broker holds queues of prefix {settings.prefix!r} declared "
+                  f"with other arguments ({exc}); OW_DELIVERY_LIMIT and OW_QUORUM_GROUP_SIZE "
+                  "must match the running workers (see docs/operations.md)", file=sys.stderr)
+            return 2
     elif args.cmd == "config":
         return config_check()
     elif args.cmd == "demo":
@@ -117,6 +167,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     elif args.cmd == "submit":
         from worker.submit import submit_main
         return asyncio.run(submit_main(args))
+    elif args.cmd == "reshard":
+        return asyncio.run(_reshard(args))
     elif args.cmd == "deadletters":
         from worker.deadletters_cli import deadletters_main
         return asyncio.run(deadletters_main(args))

@@ -190,6 +190,13 @@ def build_settings(env: Mapping[str, str], overrides: Mapping[str, Any]) -> Sett
     return settings
 
 
+def unreachable(amqp_url: str, exc: BaseException) -> str:
+    """One line for a broker that did not answer, naming what to check."""
+    why = exc.args[-1] if exc.args else exc
+    return (f"cannot reach the broker at {redact_url(amqp_url)} ({why}): start RabbitMQ "
+            "(make broker) or set AMQP_URL / OW_AMQP_URL to a broker that answers")
+
+
 def redact_url(url: str) -> str:
     parts = urlsplit(url)
     if parts.password is None:

@@ -16,7 +16,7 @@ from aio_pika.exceptions import AMQPConnectionError, ChannelNotFoundEntity
 
 from worker.broker.deadletters import ReplayError, peek_dead_letters, replay_dead_letter
 from worker.broker.topology import Names
-from worker.config import redact_url
+from worker.config import unreachable
 
 
 def add_deadletter_args(p: argparse.ArgumentParser) -> None:
@@ -26,7 +26,8 @@ def add_deadletter_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--amqp-url", default=os.environ.get(
         "OW_AMQP_URL", os.environ.get("AMQP_URL", "amqp://guest:guest@127.0.0.1:5672/")))
     p.add_argument("--prefix", default=os.environ.get("OW_PREFIX", "orderworker"))
-    p.add_argument("--shards", type=int, default=os.environ.get("OW_SHARDS", "4"))
+    p.add_argument("--shards", type=int, default=os.environ.get("OW_SHARDS", "0"),
+                   help="replay: check the workers run this many (default: theirs)")
     p.add_argument("--limit", type=int, default=100, help="list: at most this many")
     p.add_argument("--json", action="store_true", help="list: one JSON object per line")
 
@@ -68,5 +69,5 @@ async def deadletters_main(args: argparse.Namespace) -> int:
               "worker declared the topology?", file=sys.stderr)
         return 2
     except (AMQPConnectionError, OSError) as exc:
-        print(f"cannot reach the broker at {redact_url(args.amqp_url)}: {exc}", file=sys.stderr)
+        print(unreachable(args.amqp_url, exc), file=sys.stderr)
         return 3

@@ -17,11 +17,18 @@ from typing import Any
 import msgspec
 from aio_pika.exceptions import AMQPConnectionError
 
-from schemas import OrderFailed, OrderRejected
-from schemas.commands import Command
+from schemas import CancelRejected, OrderAccepted, OrderFailed, OrderRejected
+from schemas.commands import Command, PlaceOrder
 from schemas.events import encode_event
-from worker.client import OrderClient
-from worker.config import redact_url
+from worker.client import (
+    InvalidCommandError,
+    NoWorkerError,
+    OrderClient,
+    OutcomeTimeoutError,
+    TopologyMismatchError,
+    validate_command,
+)
+from worker.config import unreachable
 from worker.messages import explain
 
 
@@ -33,46 +40,64 @@ def add_submit_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--amqp-url", default=os.environ.get(
         "OW_AMQP_URL", os.environ.get("AMQP_URL", "amqp://guest:guest@127.0.0.1:5672/")))
     p.add_argument("--prefix", default=os.environ.get("OW_PREFIX", "orderworker"))
-    p.add_argument("--shards", type=int, default=int(os.environ.get("OW_SHARDS", "4")))
-    p.add_argument("--quorum-group-size", type=int,
-                   default=int(os.environ["OW_QUORUM_GROUP_SIZE"])
-                   if os.environ.get("OW_QUORUM_GROUP_SIZE") else None,
-                   help="replicas per quorum queue, as the workers declare them "
-                        "(env OW_QUORUM_GROUP_SIZE; default: the broker's)")
+    p.add_argument("--shards", type=int,
+                   default=int(os.environ["OW_SHARDS"]) if os.environ.get("OW_SHARDS") else None,
+                   help="check the workers run this many shards (default: follow the "
+                        "workers' recorded shard count)")
     p.add_argument("--command-id", default=None)
     p.add_argument("--account", required=True)
     p.add_argument("--exchange", default="paper")
-    p.add_argument("--symbol", required=True)
+    p.add_argument("--symbol", help="required to place; optional for --cancel/--cancel-all")
     p.add_argument("--side", choices=["buy", "sell"])
     p.add_argument("--type", choices=["market", "limit"], default="market")
     p.add_argument("--amount")
     p.add_argument("--price")
-    p.add_argument("--timeout-s", type=float, default=30.0)
+    p.add_argument("--timeout-s", type=float, default=None,
+                   help="cancel the order this long after placing it (default: never; a "
+                        "limit order rests until filled or canceled)")
     p.add_argument("--max-slippage-bps", type=int, default=50)
-    p.add_argument("--cancel", metavar="TARGET_COMMAND_ID",
-                   help="send a CancelOrder for this command instead of placing")
-    p.add_argument("--wait-s", type=float, default=120.0)
+    what = p.add_mutually_exclusive_group()
+    what.add_argument("--cancel", metavar="TARGET_COMMAND_ID",
+                      help="send a CancelOrder for this command instead of placing")
+    what.add_argument("--cancel-all", action="store_true",
+                      help="cancel every open order of the account (optionally --symbol)")
+    p.add_argument("--wait-s", type=float, default=120.0,
+                   help="how long to wait for the outcome (or, with --until accepted, the "
+                        "first event)")
+    p.add_argument("--until", choices=["outcome", "accepted"], default="outcome",
+                   help="outcome: wait for the command's outcome (a resting limit order "
+                        "waits until filled, canceled or timed out); accepted: return after "
+                        "the order's first event (cancel it later with --cancel)")
 
 
 def build_command(args: argparse.Namespace) -> Command:
     """The command the arguments describe, validated like the worker will; InvalidInput."""
     raw: dict[str, Any] = {
         "command_id": args.command_id or f"cli-{uuid.uuid4().hex[:16]}",
-        "account": args.account, "exchange": args.exchange, "symbol": args.symbol,
-        "created_at": datetime.now(UTC)}
+        "account": args.account, "exchange": args.exchange, "created_at": datetime.now(UTC)}
+    if args.symbol is not None:
+        raw["symbol"] = args.symbol
     if args.cancel:
         raw.update(kind="cancel_order", target_command_id=args.cancel)
+    elif args.cancel_all:
+        raw.update(kind="cancel_all")
     else:
-        if not args.side or not args.amount:
-            raise InvalidInput("--side and --amount are required to place an order")
+        if not args.symbol or not args.side or not args.amount:
+            raise InvalidInput("--symbol, --side and --amount are required to place an order "
+                               "(or give --cancel COMMAND_ID / --cancel-all)")
         raw.update(kind="place_order", side=args.side, type=args.type, amount=args.amount,
-                   timeout_s=args.timeout_s, max_slippage_bps=args.max_slippage_bps)
+                   max_slippage_bps=args.max_slippage_bps)
+        if args.timeout_s is not None:
+            raw["timeout_s"] = args.timeout_s
         if args.price is not None:
             raw["price"] = args.price
     try:
         command: Command = msgspec.convert(raw, Command)
+        validate_command(command)
     except msgspec.ValidationError as exc:
         raise InvalidInput(explain(exc, Command, raw)) from None
+    except InvalidCommandError as exc:
+        raise InvalidInput(str(exc)) from None
     return command
 
 
@@ -84,23 +109,35 @@ async def submit_main(args: argparse.Namespace) -> int:
         return 2
     try:
         async with OrderClient(args.amqp_url, prefix=args.prefix, shards=args.shards,
-                               watch=f"order.{args.account}.#",
-                               quorum_group_size=args.quorum_group_size) as client:
-            events = await client.submit(command, timeout_s=args.wait_s)
-    except TimeoutError:  # before OSError, of which it is a subclass
-        print(f"no terminal event for {command.command_id} within {args.wait_s:g} s: is a "
-              f"worker running with OW_PREFIX={args.prefix} and OW_SHARDS={args.shards}?",
-              file=sys.stderr)
+                               watch=f"order.{args.account}.#") as client:
+            await client.wait_for_topology(min(args.wait_s, 10.0))  # a worker just started
+            if args.until == "accepted" and isinstance(command, PlaceOrder):
+                await client.send(command)
+                await client.wait_first(command.command_id, args.wait_s)
+                events = client.history(command.command_id)
+            else:
+                events = await client.submit(command, timeout_s=args.wait_s)
+    except InvalidCommandError as exc:
+        print(f"invalid order: {exc}", file=sys.stderr)
+        return 2
+    except TopologyMismatchError as exc:
+        print(f"orderworker submit: {exc}", file=sys.stderr)
+        return 2
+    except (NoWorkerError, OutcomeTimeoutError) as exc:  # before OSError (TimeoutError)
+        print(f"orderworker submit: {exc}", file=sys.stderr)
         return 3
     except (AMQPConnectionError, OSError) as exc:
-        print(f"cannot reach the broker at {redact_url(args.amqp_url)}: {exc!r}",
-              file=sys.stderr)
+        print(unreachable(args.amqp_url, exc), file=sys.stderr)
         return 3
     for event in events:
         print(encode_event(event).decode())
     last = events[-1] if events else None
-    if isinstance(last, OrderRejected | OrderFailed):
-        verb = "rejected" if isinstance(last, OrderRejected) else "failed"
-        print(f"order {verb} ({last.reason}): {last.message}", file=sys.stderr)
+    if isinstance(last, OrderRejected | OrderFailed | CancelRejected):
+        verb = {OrderRejected: "order rejected", OrderFailed: "order failed",
+                CancelRejected: "cancel rejected"}[type(last)]
+        print(f"{verb} ({last.reason}): {last.message}", file=sys.stderr)
         return 1
+    if isinstance(last, OrderAccepted) and args.until == "accepted":
+        print(f"{command.command_id} is accepted; cancel it with: orderworker submit "
+              f"--account {command.account} --cancel {command.command_id}", file=sys.stderr)
     return 0

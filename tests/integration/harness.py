@@ -43,9 +43,7 @@ class Harness:
 
     def client(self, **kw: Any) -> OrderClient:
         s = self.settings()
-        return OrderClient(self.amqp_url, prefix=s.prefix, shards=s.shards,
-                           delivery_limit=s.delivery_limit,
-                           quorum_group_size=s.quorum_group_size, **kw)
+        return OrderClient(self.amqp_url, prefix=s.prefix, shards=s.shards, **kw)
 
     async def dead_letters(self, expect: int, timeout_s: float = 10) -> list[Any]:
         conn = await connect(self.amqp_url)

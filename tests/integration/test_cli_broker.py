@@ -12,6 +12,8 @@ from aio_pika.abc import AbstractIncomingMessage
 from schemas.commands import encode_command
 from tests.conftest import place
 from tests.integration.harness import Harness, harness
+from worker.audit.consumer import AuditConsumer
+from worker.audit.store import MemoryStore
 from worker.broker.topology import shard_for
 
 
@@ -39,6 +41,39 @@ async def test_submit_exits_non_zero_on_a_rejected_order_and_prints_the_reason(
     assert err.startswith("order rejected (risk_max_notional):")
 
 
+async def test_submit_a_resting_order_then_cancel_it_without_a_symbol(amqp_url: str) -> None:
+    async with harness(amqp_url) as h:
+        await h.start_worker()
+        code, out, err = await cli("submit", *_broker(h), "--account", "cli4", "--symbol",
+                                   "BTC/USDT", "--side", "buy", "--type", "limit", "--amount",
+                                   "0.01", "--price", "57500", "--command-id", "cli4-limit",
+                                   "--until", "accepted")
+        assert code == 0 and '"kind":"order_accepted"' in out, err
+        assert "cancel it with: orderworker submit --account cli4 --cancel cli4-limit" in err
+        code, out, err = await cli("submit", *_broker(h), "--account", "cli4",
+                                   "--cancel", "cli4-limit")
+        assert code == 0 and '"kind":"cancel_done"' in out and '"order_status":"canceled"' \
+            in out, err
+        code, out, err = await cli("submit", *_broker(h), "--account", "cli4", "--cancel-all")
+        assert code == 0 and '"kind":"cancel_all_done"' in out, err
+        code, out, err = await cli("submit", *_broker(h), "--account", "cli4",
+                                   "--cancel", "never-placed")
+        assert code == 1 and err.startswith("cancel rejected (order_not_found):"), err
+
+
+async def test_tools_work_beside_workers_with_another_delivery_limit(amqp_url: str) -> None:
+    # the tools used to declare the shard queues with x-delivery-limit 5 and crash
+    async with harness(amqp_url, OW_DELIVERY_LIMIT="15") as h:
+        await h.start_worker()
+        code, out, err = await cli("submit", "--amqp-url", amqp_url, "--prefix", h.prefix,
+                                   "--account", "cli5", "--symbol", "BTC/USDT", "--side",
+                                   "buy", "--amount", "0.01")
+        assert code == 0 and '"kind":"order_filled"' in out, err
+        audit = AuditConsumer(amqp_url, MemoryStore(), prefix=h.prefix)
+        await audit.start()  # no PRECONDITION_FAILED
+        await audit.stop()
+
+
 async def test_submit_without_a_worker_says_what_to_check(amqp_url: str) -> None:
     async with harness(amqp_url) as h:
         await h.start_worker()
@@ -46,7 +81,9 @@ async def test_submit_without_a_worker_says_what_to_check(amqp_url: str) -> None
         code, _, err = await cli("submit", *_broker(h), "--wait-s", "1", "--account", "cli3",
                                  "--symbol", "BTC/USDT", "--side", "buy", "--amount", "0.01")
     assert code == 3
-    assert f"is a worker running with OW_PREFIX={h.prefix}" in err and "Traceback" not in err
+    shard = shard_for("cli3", h.settings().shards)
+    assert f"no worker is consuming shard {shard} of prefix '{h.prefix}'" in err, err
+    assert f"start a worker with OW_PREFIX={h.prefix}" in err and "Traceback" not in err
 
 
 async def test_deadletters_list_and_replay(amqp_url: str) -> None:

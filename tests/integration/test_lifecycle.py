@@ -235,7 +235,7 @@ async def test_no_message_stays_unacked_while_orders_rest(
             assert isinstance(await client.wait_terminal(extra.command_id, WAIT_S),
                               OrderCanceled)
             flow += 1
-        assert all([event_kind(e) for e in client.events[c.command_id]] == ["order_accepted"]
+        assert all([event_kind(e) for e in client.history(c.command_id)] == ["order_accepted"]
                    for c in resting)  # all still resting
         cancels = [cancel(c.command_id, exchange="binance") for c in resting]
         for x in cancels:

@@ -4,11 +4,16 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 from datetime import UTC, datetime
 
+import pytest
+
 from schemas import OrderRejected, RejectReason
+from schemas.commands import encode_command
 from tests.conftest import cancel, place
 from tests.integration.harness import harness
+from worker.client import InvalidCommandError
 from worker.exchange.ports import Exchange
 from worker.lab.testing import StaticExchanges
 
@@ -45,6 +50,31 @@ async def test_cancel_command(amqp_url: str) -> None:
     assert outcome[0].order_status == "canceled"  # type: ignore[union-attr]
 
 
+async def test_each_order_logs_one_info_line_per_milestone_and_is_counted(
+        amqp_url: str, caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.INFO, logger="worker")
+    async with harness(amqp_url) as h:
+        worker = await h.start_worker()
+        async with h.client() as client:
+            market = place()
+            await client.submit(market, timeout_s=20)
+            limit = place(type="limit", price="57500")
+            await client.send(limit)
+            await client.wait_first(limit.command_id, 20)
+            await client.cancel(limit, timeout_s=20)  # canceled by a CancelOrder
+            await client.submit(place(exchange="nowhere"), timeout_s=20)  # rejected
+    lines = [(r.getMessage(), getattr(r, "command_id", None) or getattr(r, "client_order_id",
+                                                                          None))
+             for r in caplog.records if r.levelno == logging.INFO
+             and r.getMessage().startswith("order ")]
+    messages = [m for m, _ in lines]
+    assert messages.count("order accepted") == 2, lines
+    assert messages.count("order filled") == 1 and messages.count("order canceled") == 1, lines
+    counted = {s.labels["outcome"]: s.value for m in worker.metrics.outcomes.collect()
+               for s in m.samples if s.name == "ow_orders_total"}
+    assert counted == {"filled": 1, "canceled": 1, "rejected": 1}, counted
+
+
 async def test_invalid_and_garbage_are_rejected_and_dead_lettered(amqp_url: str) -> None:
     async with harness(amqp_url) as h:
         await h.start_worker()
@@ -54,7 +84,10 @@ async def test_invalid_and_garbage_are_rejected_and_dead_lettered(amqp_url: str)
                    "type": "market", "amount": "-5", "created_at": datetime.now(UTC).isoformat()}
             await client.publish_raw(json.dumps(bad).encode(), "acct1")
             await client.publish_raw(b"\x00\x01 not json", "acct1")
-            await client.send(place(command_id="bad-2", type="limit"))  # limit without price
+            no_price = place(command_id="bad-2", type="limit")
+            with pytest.raises(InvalidCommandError, match="limit order requires price"):
+                await client.send(no_price)  # the client refuses before publishing
+            await client.publish_raw(encode_command(no_price), "acct1")  # the worker too
             rejected = await client.wait_terminal("bad-1", 20)
             rejected2 = await client.wait_terminal("bad-2", 20)
         dead = await h.dead_letters(expect=3)

@@ -58,7 +58,7 @@ async def _market_latencies(amqp_url: str, exchanges: StaticExchanges, resting: 
             if resting:  # still resting: the market orders did not disturb them
                 for c in limits[:: max(1, resting // 20)]:
                     assert not any(not isinstance(e, OrderAccepted)
-                                   for e in client.events[c.command_id])
+                                   for e in client.history(c.command_id))
     return latencies
 
 

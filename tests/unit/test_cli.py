@@ -134,3 +134,17 @@ def test_explain_json_for_message_bodies() -> None:
     assert why(body) == ("amount must be a decimal string like '0.01' (digits and an optional "
                          "fraction, no sign), got '1e3'")
     assert why(body.replace(b'"amount": "1e3",', b"")) == "amount is required"
+
+
+def test_run_and_audit_run_report_an_unreachable_broker_in_one_line(tmp_path: Path) -> None:
+    import os
+
+    env = {k: v for k, v in os.environ.items() if not k.startswith("OW_")}
+    env.update(AMQP_URL="amqp://u:pw@127.0.0.1:1/", OW_LOG_LEVEL="CRITICAL")
+    for args in (["run"], ["audit", "run", "--db", str(tmp_path / "a.sqlite3")]):
+        out = subprocess.run([sys.executable, "-m", "worker", *args], capture_output=True,
+                             text=True, cwd=ROOT, timeout=60, env=env)
+        assert out.returncode == 3, out.stderr
+        assert "cannot reach the broker at amqp://u:***@127.0.0.1:1/" in out.stderr
+        assert "make broker" in out.stderr and "Traceback" not in out.stderr
+        assert "pw" not in out.stderr

@@ -36,3 +36,24 @@ def test_packages_are_typed_for_their_users() -> None:
     data = tomllib.loads((ROOT / "pyproject.toml").read_text())
     assert data["tool"]["setuptools"]["package-data"] == {"worker": ["py.typed"],
                                                           "schemas": ["py.typed"]}
+
+
+def test_readme_first_order_commands_parse_and_operations_doc_is_linked() -> None:
+    import shlex
+
+    from worker.cli import build_parser
+
+    readme = (ROOT / "README.md").read_text()
+    block = readme.split("### Your first order by hand", 1)[1].split("```sh", 1)[1]
+    block = block.split("```", 1)[0].replace("\\\n", " ")
+    commands = [line.split("#")[0].strip().rstrip("&").strip() for line in block.splitlines()]
+    commands = [c for c in commands if " orderworker " in f" {c}"]
+    assert len(commands) == 6
+    for command in commands:
+        words = shlex.split(command)
+        words = words[words.index("orderworker") + 1:]
+        build_parser().parse_args(words)  # SystemExit on an argument the CLI does not take
+    assert "docs/operations.md" in readme
+    operations = (ROOT / "docs" / "operations.md").read_text()
+    assert "orderworker reshard --to" in operations
+    assert "tests/integration/test_shard_contract.py" in operations

@@ -15,8 +15,11 @@ import signal
 import sys
 from typing import Any
 
+from aio_pika.exceptions import AMQPConnectionError
+
 from worker.audit.store import COLUMNS, AuditStore, StoreError
 from worker.audit.stores import open_store
+from worker.config import unreachable
 
 EXPORT_COLUMNS = [c for c in COLUMNS if c != "body"]
 
@@ -127,5 +130,8 @@ async def audit_main(args: argparse.Namespace) -> int:
     except StoreError as exc:
         print(f"audit: {exc}", file=sys.stderr)
         return 2
+    except (AMQPConnectionError, OSError) as exc:
+        print(f"audit: {unreachable(args.amqp_url, exc)}", file=sys.stderr)
+        return 3
     finally:
         await store.close()

@@ -15,6 +15,7 @@ import logging
 import time
 from datetime import UTC, datetime
 
+import aio_pika
 import msgspec
 from aio_pika.abc import AbstractIncomingMessage, AbstractRobustConnection
 
@@ -51,11 +52,24 @@ class AuditConsumer:
     async def start(self) -> None:
         self._conn = await connect_robust(self.amqp_url, reconnect_interval=1.0)
         channel = await self._conn.channel()
-        await declare(channel, self.names, 5, self.quorum_group_size, owner=False)
+        if not await self._audit_queue_exists():  # else never redeclared with our arguments
+            await declare(channel, self.names, 5, self.quorum_group_size, owner=False)
         await channel.set_qos(prefetch_count=self.batch * 2)
         queue = await channel.declare_queue(self.names.audit_queue, passive=True)
         await queue.consume(self._on_message)
         self.consuming = True
+
+    async def _audit_queue_exists(self) -> bool:
+        assert self._conn is not None
+        channel = await self._conn.channel()
+        try:
+            await channel.declare_queue(self.names.audit_queue, passive=True)
+            return True
+        except aio_pika.exceptions.ChannelClosed:
+            return False
+        finally:
+            if not channel.is_closed:
+                await channel.close()
 
     @property
     def connection(self) -> AbstractRobustConnection | None:

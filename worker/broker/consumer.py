@@ -24,7 +24,7 @@ from schemas import OrderRejected, RejectReason, client_order_id
 from schemas.tracking import TrackBatch, TrackOrder
 from worker.broker.fence import BrokerFences
 from worker.broker.publisher import RabbitPublisher
-from worker.broker.topology import Names, shard_for
+from worker.broker.topology import Names, shard_for, shard_of_key
 from worker.logs import bind
 from worker.orders.events import OrderRef, refusal
 from worker.orders.handlers import handle
@@ -47,8 +47,8 @@ class CommandConsumer:
         self.fences = BrokerFences(s.prefetch, timeout_s=s.fence_s)
 
     def _shard(self, message: AbstractIncomingMessage, account: str) -> int:
-        key = message.routing_key or ""
-        return int(key) if key.isdigit() else shard_for(account, self.names.shards)
+        shard = shard_of_key(message.routing_key or "")
+        return shard if shard is not None else shard_for(account, self.names.shards)
 
     async def on_message(self, message: AbstractIncomingMessage) -> None:
         """Handles one message; every path settles it before returning, so the time spent

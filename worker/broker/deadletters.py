@@ -17,7 +17,8 @@ from aio_pika.abc import AbstractIncomingMessage
 
 from schemas.commands import decode_command
 from worker.broker.connect import connect
-from worker.broker.topology import Names, shard_for
+from worker.broker.contract import mismatch, read_contract
+from worker.broker.topology import Names, command_key, shard_for
 
 
 class DeadLetter(msgspec.Struct, frozen=True, kw_only=True):
@@ -86,8 +87,16 @@ class ReplayError(LookupError):
 async def replay_dead_letter(amqp_url: str, names: Names, message_id: str,
                              scan_limit: int = 10_000) -> DeadLetter:
     """Re-publish the dead command whose message id or command id is ``message_id`` to
-    its shard (confirmed), then remove it."""
+    its shard (confirmed), then remove it. The shard count is the workers' contract's;
+    ``names.shards`` (when not 0) must agree with it."""
     async with await connect(amqp_url) as conn:
+        contract = await read_contract(conn, names)
+        if contract is None:
+            raise ReplayError(f"no worker has recorded the topology of prefix {names.prefix!r}")
+        if why := mismatch(contract, names.shards or contract.shards,
+                           "--shards"):
+            raise ReplayError(why)
+        names = Names(names.prefix, contract.shards)
         channel = await conn.channel(publisher_confirms=True, on_return_raises=True)
         queue = await channel.declare_queue(names.dead_queue, passive=True)
         for position in range(scan_limit):
@@ -108,7 +117,8 @@ async def replay_dead_letter(amqp_url: str, names: Names, message_id: str,
                                  content_type="application/json",
                                  message_id=command.command_id,
                                  headers={"x-orderworker-replayed-reason": letter.reason}),
-                str(shard_for(command.account, names.shards)), mandatory=True, timeout=30)
+                command_key(shard_for(command.account, names.shards), names.shards),
+                mandatory=True, timeout=30)
             await msg.ack()
             return letter
     raise ReplayError(f"no dead letter with message or command id {message_id!r} in "

@@ -25,7 +25,8 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from worker.broker.topology import QUORUM, Names
+from worker.broker.contract import CONTRACT_QUEUE_ARGS, contract_queue
+from worker.broker.topology import QUORUM, Names, command_key
 
 WORKER_USER, MONITOR_USER = "orderworker", "orderworker-monitor"
 PASSWORD_VARS = {WORKER_USER: "BROKER_WORKER_PASSWORD", MONITOR_USER: "BROKER_MONITOR_PASSWORD"}
@@ -98,8 +99,9 @@ def definitions(prefix: str = "orderworker", shards: int = 8,
         + [queue(n.track_queue(k), track_args(k)) for k in ks] + [
             queue(n.audit_queue, {**QUORUM, "x-dead-letter-exchange": n.dlx}),
             queue(n.dead_queue, dict(QUORUM)),
-            queue(n.dead_watch_queue, {**QUORUM, "x-single-active-consumer": True})],
-        "bindings": [binding(n.commands, n.shard_queue(k), str(k)) for k in ks]
+            queue(n.dead_watch_queue, {**QUORUM, "x-single-active-consumer": True}),
+            queue(contract_queue(n), {**CONTRACT_QUEUE_ARGS, **QUORUM})],
+        "bindings": [binding(n.commands, n.shard_queue(k), command_key(k, shards)) for k in ks]
         + [binding(n.tracking, n.shard_queue(k), str(k)) for k in ks] + [
             binding(n.events, n.audit_queue, "order.#"), binding(n.dlx, n.dead_queue, ""),
             binding(n.dlx, n.dead_watch_queue, "")],

@@ -1,7 +1,7 @@
-"""RabbitMQ topology, declared idempotently by workers and clients.
+"""RabbitMQ topology, declared idempotently by the workers (clients only read it).
 
-    <p>.commands  (direct) --"<shard>"--> <p>.commands.<shard>  quorum, single-active-consumer,
-    <p>.tracking  (direct) --"<shard>"-->      (same queue)     delivery-limit, DLX -> <p>.dlx
+    <p>.commands  (direct) --"<k>/<shards>"--> <p>.commands.<k>  quorum, single-active-consumer,
+    <p>.tracking  (direct) --"<k>"--------->  (same queue)      delivery-limit, DLX -> <p>.dlx
     <p>.track.<shard>  quorum wait queue: message TTL = track cycle, dead-letters
                        (at-least-once) via <p>.tracking back into <p>.commands.<shard>
     <p>.events    (topic)  --"order.#"--> <p>.events.audit     quorum (events are never unroutable)
@@ -72,6 +72,18 @@ def shard_for(account: str, shards: int) -> int:
     return zlib.crc32(canonical_account(account).encode()) % shards
 
 
+def command_key(shard: int, shards: int) -> str:
+    """Routing key of shard ``shard`` on ``<p>.commands``: it names the shard count too, so
+    a publisher routing with another count gets its command back (unroutable)."""
+    return f"{shard}/{shards}"
+
+
+def shard_of_key(key: str) -> int | None:
+    """The shard a ``command_key`` (or a tracking key ``"<shard>"``) names."""
+    head = key.split("/", 1)[0]
+    return int(head) if head.isdigit() else None
+
+
 _UNSAFE = re.compile(r"[^A-Za-z0-9_\-]")
 
 
@@ -129,7 +141,7 @@ async def declare(channel: AbstractChannel, names: Names, delivery_limit: int,
     for shard in range(names.shards if owner else 0):
         q = await channel.declare_queue(names.shard_queue(shard), arguments=shard_args,
                                         durable=True)
-        await q.bind(commands, str(shard))
+        await q.bind(commands, command_key(shard, names.shards))
         queues.append(q)
     return Topology(commands, events, dlx, queues, audit, dead)
 
@@ -161,7 +173,8 @@ async def delete(channel: AbstractChannel, names: Names) -> None:
     for shard in range(names.shards):
         await channel.queue_delete(names.shard_queue(shard))
         await channel.queue_delete(names.track_queue(shard))
-    for q in (names.audit_queue, names.dead_queue, names.dead_watch_queue):
+    for q in (names.audit_queue, names.dead_queue, names.dead_watch_queue,
+              f"{names.prefix}.contract"):
         await channel.queue_delete(q)
     for ex in (names.commands, names.events, names.dlx, names.tracking):
         await channel.exchange_delete(ex)

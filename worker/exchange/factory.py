@@ -20,6 +20,7 @@ from worker.exchange.paper import PaperExchange
 from worker.exchange.ports import Exchange
 from worker.exchange.standalone import ExchangeType, create_exchange
 from worker.logs import REDACTOR
+from worker.messages import suggest
 from worker.metrics import Metrics
 from worker.policy import placement_policy, retry_policy
 from worker.settings import ExchangeConfig, Settings
@@ -121,7 +122,10 @@ class ExchangeFactory:
                 return self._live[key]
             cfg = self.settings.exchange(exchange)
             if cfg is None:
-                raise UnknownExchange(f"exchange {exchange!r} is not configured")
+                known = sorted(self.settings.exchanges)
+                raise UnknownExchange(
+                    f"exchange {exchange!r} is not configured{suggest(exchange, known)}; "
+                    f"the workers have: {', '.join(known) or 'none'} (OW_EXCHANGES)")
             builder = self._drivers.get(cfg.driver)
             if builder is None:
                 raise UnknownExchange(f"no driver {cfg.driver!r} for exchange {exchange!r}")

@@ -35,7 +35,7 @@ async def _pipeline(module: list[str], processes: int, orders: int,
     prefix = f"owbench-{uuid.uuid4().hex[:6]}"
     env = dict(os.environ, AMQP_URL=AMQP_URL, OW_PREFIX=prefix, OW_LOG_LEVEL="WARNING",
                OW_WORKER_COUNT=str(processes), OW_STANDBY_DELAY_S="0.5")
-    async with OrderClient(AMQP_URL, prefix=prefix) as client:  # declares the topology
+    async with OrderClient(AMQP_URL, prefix=prefix) as client:
         filled_at: dict[str, float] = {}
         done = asyncio.Event()
 
@@ -52,7 +52,7 @@ async def _pipeline(module: list[str], processes: int, orders: int,
         procs = [await asyncio.create_subprocess_exec(
             sys.executable, "-m", *module, env=dict(env, OW_WORKER_INDEX=str(i)))
             for i in range(processes)]
-        await asyncio.sleep(2.0)  # processes up and consuming
+        await client.wait_for_workers(60)  # processes up and consuming
         collector = asyncio.create_task(collect())
         cmds = [PlaceOrder(command_id=f"b-{i}", account=f"acct{i % accounts}", exchange="paper",
                            symbol="BTC/USDT", side="buy", type="market", amount="0.001",

@@ -48,9 +48,8 @@ async def measure(resting: int, window_s: float) -> tuple[float, dict[str, float
     worker = Worker(settings)
     await worker.start()
     try:
-        async with OrderClient(AMQP_URL, prefix=settings.prefix, shards=settings.shards,
-                               delivery_limit=settings.delivery_limit,
-                               quorum_group_size=settings.quorum_group_size) as client:
+        async with OrderClient(AMQP_URL, prefix=settings.prefix,
+                               shards=settings.shards) as client:
             accepted: set[str] = set()
             all_in = asyncio.Event()
             events: asyncio.Queue = asyncio.Queue()  # type: ignore[type-arg]

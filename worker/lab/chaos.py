@@ -249,9 +249,9 @@ async def run(chaos: Chaos, drain_timeout_s: float = 120.0) -> dict[str, object]
     fleet = Fleet(chaos, sim_url)
     started = time.monotonic()
     async with OrderClient(chaos.amqp_url, prefix=chaos.prefix, shards=8, watch="") as client:
-        await log.start()
         supervisor = asyncio.create_task(fleet.supervise(stop_fleet))
         await client.wait_for_workers(60)
+        await log.start()  # the workers declared the audit queue: it holds every event
         started = time.monotonic()
         mayhem = asyncio.create_task(_mayhem(chaos, fleet, stop_chaos))
         skew = asyncio.create_task(_skew(chaos, sim, stop_chaos))

@@ -59,12 +59,6 @@ async def observe(tracker: Tracker, entry: Entry, state: OrderState) -> None:
                    for c in entry.cancel_commands]
         await tracker.publisher.publish(events)
         tracker.finish(entry, state)
-        outcome = {"closed": "filled"}.get(state.status, state.status)
-        tracker.metrics.outcomes.labels(outcome).inc()
-        tracker.metrics.to_terminal.labels(outcome).observe(
-            max(0.0, time.time() - (entry.placed_at or time.time())))
-        log.info("order %s", outcome, extra={"client_order_id": entry.ref.client_order_id,
-                                             "command_id": entry.ref.command_id})
     elif event is not None and state.filled != entry.published_filled:
         await tracker.publisher.publish([event])
         entry.published_filled = state.filled

@@ -241,14 +241,11 @@ async def handle_place(cmd: PlaceOrder, deps: Deps, delivery: Delivery) -> Outco
     await tracker.persist([] if state.is_terminal else [entry], events)
     entry.accepted.set()
     age = max(0.0, time.time() - cmd.created_at.timestamp())
+    log.info("order accepted", extra={"client_order_id": cid, "status": state.status})
     if state.is_terminal:
-        tracker.finish(entry, state)
-        outcome = {"closed": "filled"}.get(state.status, state.status)
-        deps.metrics.outcomes.labels(outcome).inc()
-        deps.metrics.to_terminal.labels(outcome).observe(age)
+        tracker.finish(entry, state, age)
     deps.crash.hit("after_accepted")
     deps.metrics.to_accepted.observe(age)
-    log.info("order accepted", extra={"client_order_id": cid, "status": state.status})
     return ACK
 
 

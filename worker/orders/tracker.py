@@ -116,11 +116,25 @@ class Tracker:
                      placed_at=(state.timestamp_ms / 1000 if state.timestamp_ms
                                 else time.time()))
 
-    def finish(self, entry: Entry, state: OrderState | None) -> None:
-        """The order is terminal (``state``; None: never placed), its events confirmed."""
+    def finish(self, entry: Entry, state: OrderState | None,
+               age_s: float | None = None) -> None:
+        """The order is terminal (``state``; None: never placed), its events confirmed:
+        counted in ``ow_orders_total`` and logged at INFO once, whichever path ended it.
+        ``age_s``: since the command was created (default: since placement)."""
+        first = not entry.terminal
         entry.terminal, entry.final = True, state
         self._terminal_at[entry.ref.client_order_id] = time.monotonic()
         self.exposure.remove(entry.ref.client_order_id)
+        if not first:
+            return
+        outcome = "failed" if state is None else {"closed": "filled"}.get(state.status,
+                                                                           state.status)
+        if age_s is None:
+            age_s = max(0.0, time.time() - (entry.placed_at or time.time()))
+        self.metrics.outcomes.labels(outcome).inc()
+        self.metrics.to_terminal.labels(outcome).observe(age_s)
+        log.info("order %s", outcome, extra={"client_order_id": entry.ref.client_order_id,
+                                             "command_id": entry.ref.command_id})
 
     async def persist(self, entries: Iterable[Entry], events: Sequence[Event] = ()) -> None:
         """Publish events and fresh record copies in one confirmed batch."""
