@@ -72,6 +72,11 @@ class ExchangeConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_f
     recvWindow on the exchange's clock). Binance and Bybit refuse timestamps 1 s or more
     ahead of their clock, so with NTP keeping this host within that, 1000 covers every
     request they execute."""
+    lookup_lag_ms: Annotated[int, Meta(ge=0, le=60_000)] = 1000
+    """How long a just-executed order may stay invisible to a lookup by client order id
+    (Bybit documents delayed order history; Binance may answer -2013 for a moment).
+    Added to the settle window: "absent" is trusted only from a lookup made after the
+    last moment an earlier create could execute *and* become visible."""
     paper_balances: dict[str, Decimal] = {}
     """Paper driver: starting balances per currency."""
     paper_prices: dict[str, Decimal] = {}

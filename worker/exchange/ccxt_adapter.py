@@ -111,7 +111,8 @@ class CCXTAdapter(CcxtReads):
         base = placement or PlacementPolicy()
         self.placement = dataclasses.replace(
             base, settle_s=max(base.settle_s,
-                               self.request_window_s() + config.clock_skew_ms / 1000))
+                               self.request_window_s() + config.clock_skew_ms / 1000
+                               + config.lookup_lag_ms / 1000))
         self.client: Any = None
         self.reconciliations = 0
         self._sent_once: set[str] = set()
@@ -125,9 +126,10 @@ class CCXTAdapter(CcxtReads):
 
     @property
     def settle_s(self) -> float:
-        """How long after *signing* a create the exchange may still execute it: the
-        driver's ``request_window_s`` plus ``clock_skew_ms`` (the exchange's clock may run
-        that far behind ours, which moves its deadline later on our clock)."""
+        """How long after *signing* a create a lookup may still miss it: the driver's
+        ``request_window_s`` plus ``clock_skew_ms`` (the exchange's clock may run that far
+        behind ours, which moves its deadline later on our clock) plus ``lookup_lag_ms``
+        (an executed order may take that long to show up in lookups)."""
         return self.placement.settle_s
 
     def request_window_s(self) -> float:

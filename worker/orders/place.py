@@ -106,13 +106,18 @@ def _pending(cmd: PlaceOrder, ref: OrderRef, sent_before: float) -> Entry:
 async def _lookup(deps: Deps, exchange: Exchange, cmd: PlaceOrder, delivery: Delivery,
                   cid: str) -> OrderState | None:
     state = await find(deps, exchange, cmd.symbol, cid)
-    if state is None and (delivery.redelivered or delivery.attempt > 1):
+    sent_here = deps.tracker.creates.last(cid)
+    if state is None and (delivery.redelivered or delivery.attempt > 1
+                          or sent_here is not None):
         # The previous holder of this command may have died, or may still be alive behind
         # a dead connection, with a create on the wire. Both act only before this
         # redelivery arrived + fence_s; once the exchange's settle window has passed
-        # after that, "absent" can be trusted.
-        wait = (delivery.received_at + exchange.settle_s + deps.settings.fence_s
-                - time.monotonic())
+        # after that, "absent" can be trusted. A create this process sent itself (for an
+        # earlier copy) is trusted absent once its own settle window has passed.
+        since = [sent_here] if sent_here is not None else []
+        if delivery.redelivered or delivery.attempt > 1:
+            since.append(delivery.received_at + deps.settings.fence_s)
+        wait = max(since) + exchange.settle_s - time.monotonic()
         if wait > deps.settings.intake_budget_s:  # e.g. a long recvWindow: never hold a
             raise AmbiguousOrderState(           # message that long; the tracker decides
                 f"redelivered and not found; absence is known only in {wait:.0f}s")
@@ -166,6 +171,7 @@ async def _place(deps: Deps, cmd: PlaceOrder, order: ValidOrder, delivery: Deliv
         raise AmbiguousOrderState(f"create interrupted: {exc!r}") from exc
     finally:
         CREATE_FENCE.reset(token)
+        deps.tracker.creates.ended(ref.client_order_id)
     deps.crash.hit("after_create")
     return state
 

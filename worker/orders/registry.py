@@ -121,6 +121,27 @@ def entry_from_record(rec: TrackOrder) -> Entry:
     return entry
 
 
+class RecentCreates:
+    """When this process last sent a create for a client order id (monotonic, the moment
+    the create call ended, so signing came before it). A later copy of the command (a
+    duplicate publish, or this one handed back after a failed publish) must not trust a
+    lookup's "absent" until that create's settle window has passed: the exchange may
+    still execute it, or not show it yet."""
+
+    def __init__(self, keep_s: float = 600.0) -> None:
+        self.keep_s = keep_s
+        self._ended: dict[str, float] = {}
+
+    def ended(self, cid: str, at: float | None = None) -> None:
+        now = time.monotonic() if at is None else at
+        self._ended[cid] = now
+        if len(self._ended) > 10_000:  # forget what can no longer matter
+            self._ended = {k: t for k, t in self._ended.items() if now - t < self.keep_s}
+
+    def last(self, cid: str) -> float | None:
+        return self._ended.get(cid)
+
+
 class ShardWarmth:
     """Whether this worker has seen every record of a shard it consumes.
 

@@ -27,7 +27,7 @@ from worker.metrics import Metrics
 from worker.orders.events import OrderRef
 from worker.orders.exposure import Exposure
 from worker.orders.groupcommit import GroupCommit
-from worker.orders.registry import Entry, ShardWarmth, entry_from_record
+from worker.orders.registry import Entry, RecentCreates, ShardWarmth, entry_from_record
 from worker.ports import EventPublisher, ExchangeProvider
 from worker.settings import Settings
 
@@ -48,6 +48,7 @@ class Tracker:
         self.entries: dict[str, Entry] = {}
         self._by_account: dict[tuple[str, str], dict[str, Entry]] = {}
         self.exposure = Exposure()
+        self.creates = RecentCreates()
         self.warmth = ShardWarmth(self.cycle_s)
         self._followers: dict[tuple[str, str], asyncio.Task[None]] = {}
         self._terminal_at: dict[str, float] = {}

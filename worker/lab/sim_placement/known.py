@@ -20,18 +20,13 @@ class Profile:
 
 
 OPEN: dict[str, str] = {
-    "skew > 0.5 s": "issue 10 #1: Binance's settle window (recvWindow + 0.5 s) misses a "
-                    "create (or a -1007 executed late) the exchange still accepts with "
-                    "0.5-1 s of clock skew: double order (make sim SEED=8631 GATED=1 SKEW=1)",
     "read_refused": "issue 10 #7, what is left: a first delivery whose lookup is refused "
                     "(auth) is OrderRejected, and a later copy of the command, judged afresh, "
                     "places it (refusals are not remembered) (make sim SEED=319)",
-    "lookup_lag": "lookups that lag behind creates (Bybit documents delayed history) are "
-                  "not covered by the settle window: absence is trusted too early and the "
-                  "order is created again (make sim SEED=197)",
-    "unfenced": "issue 10 #2 (opt-in fault): nothing stops a partitioned worker's handler "
-                "from creating after fence_s: OrderFailed(not_placed) for an order that "
-                "exists (make sim SEED=1987 GATED=1 FAULTS=+unfenced)",
+    "unfenced": "issue 10 #2 (opt-in fault), what is left: creates are fenced, but a "
+                "partitioned worker's cancel handler, resumed after fence_s, can still publish "
+                "cancel_rejected(order_not_found) and a tombstone for an order that exists "
+                "(make sim SEED=2745 GATED=1 FAULTS=+unfenced)",
 }
 TOLERATED: dict[str, str] = {
     "refusal_variants": "a copy of a refused command is judged afresh (refusals are not "
@@ -40,4 +35,4 @@ TOLERATED: dict[str, str] = {
                        "exchange unreachable, adds cancel_rejected (make sim SEED=2428)",
 }
 FULL = Profile()
-GATED = Profile(faults=DEFAULT_FAULTS - {"read_refused", "lookup_lag"}, max_skew_s=0.5)
+GATED = Profile(faults=DEFAULT_FAULTS - {"read_refused"})
