@@ -37,10 +37,11 @@ from aio_pika.exceptions import ChannelClosed, DeliveryError
 from schemas import CancelAll, CancelAllDone, CancelDone, CancelOrder, CancelRejected, Event
 from schemas.commands import Command, PlaceOrder, decode_command, encode_command
 from schemas.events import OUTCOME_EVENTS, TERMINAL_EVENTS, decode_event
+from schemas.ids import canonical_account
 from worker.broker.connect import connect_robust
 from worker.broker.contract import Contract, mismatch, read_contract
 from worker.broker.publisher import send_with_reconnect
-from worker.broker.topology import Names, command_key, shard_for
+from worker.broker.topology import Names, command_key, event_routing_key, shard_for
 from worker.client_log import (
     InvalidCommandError,
     NoWorkerError,
@@ -81,7 +82,7 @@ class OrderClient:
         self.amqp_url = amqp_url
         self.prefix = prefix
         self.shards = shards
-        self.watch = watch
+        self.watch = _canonical_watch(watch)
         self.log = OrderLog(max_open=max_open, keep_finished=keep_finished)
         self.listeners: list[asyncio.Queue[Event]] = []
         self.republish_s = 60.0
@@ -240,7 +241,7 @@ class OrderClient:
                                    content_type="application/json", message_id=message_id)
         for attempt in (1, 2):
             shards = self.names.shards
-            key = command_key(shard_for(account, shards), shards)
+            key = command_key(shard_for(canonical_account(account), shards), shards)
 
             def publish(key: str = key) -> Awaitable[object]:
                 return exchange.publish(message, key, mandatory=True, timeout=30)
@@ -274,7 +275,8 @@ class OrderClient:
         if seen:
             return f"{text} (last event: {type(seen[-1]).__name__})"
         account = self._sent.get(command_id)
-        own = [shard_for(account, self.names.shards)] if account is not None else None
+        own = ([shard_for(canonical_account(account), self.names.shards)]
+               if account is not None else None)
         try:
             shard = await self._unconsumed_shard(own)
         except Exception:  # the hint is a courtesy
@@ -365,6 +367,15 @@ class OrderClient:
     async def _outcome(self, command: Command, timeout_s: float) -> Event:
         await self.send(command)
         return await self.wait_outcome(command.command_id, timeout_s)
+
+
+def _canonical_watch(pattern: str) -> str:
+    """``order.<account>.…``: events carry the canonical account (``Desk-1`` -> ``desk_1``),
+    so a pattern naming an account is rewritten to match them."""
+    parts = pattern.split(".")
+    if len(parts) > 1 and parts[0] == "order" and parts[1] not in ("*", "#"):
+        parts[1] = event_routing_key(canonical_account(parts[1]), "", "").split(".")[1]
+    return ".".join(parts)
 
 
 def _new_id(what: str) -> str:

@@ -59,3 +59,11 @@ def test_commands_are_validated_in_plain_language_before_publishing() -> None:
 
 def test_timeouts_are_typed_and_still_timeout_errors() -> None:
     assert issubclass(OutcomeTimeoutError, TimeoutError)
+
+
+def test_a_watch_naming_an_account_matches_its_canonical_events() -> None:
+    from worker.client import _canonical_watch
+
+    assert _canonical_watch("order.Desk-1.#") == "order.desk_1.#"
+    assert _canonical_watch("order.#") == "order.#"
+    assert _canonical_watch("order.*.BTC_USDT.#") == "order.*.BTC_USDT.#"

@@ -16,6 +16,7 @@ import msgspec
 from aio_pika.abc import AbstractIncomingMessage
 
 from schemas.commands import decode_command
+from schemas.ids import canonical_account
 from worker.broker.connect import connect
 from worker.broker.contract import mismatch, read_contract
 from worker.broker.topology import Names, command_key, shard_for
@@ -117,7 +118,8 @@ async def replay_dead_letter(amqp_url: str, names: Names, message_id: str,
                                  content_type="application/json",
                                  message_id=command.command_id,
                                  headers={"x-orderworker-replayed-reason": letter.reason}),
-                command_key(shard_for(command.account, names.shards), names.shards),
+                command_key(shard_for(canonical_account(command.account), names.shards),
+                            names.shards),
                 mandatory=True, timeout=30)
             await msg.ack()
             return letter

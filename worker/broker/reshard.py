@@ -33,6 +33,7 @@ import msgspec
 from aio_pika.abc import AbstractChannel, AbstractIncomingMessage, AbstractQueue
 from aio_pika.exceptions import ChannelClosed
 
+from schemas.ids import canonical_account
 from schemas.tracking import TrackBatch, TrackOrder, batches
 from worker.broker.connect import connect
 from worker.broker.contract import TopologyError, read_contract, write_contract
@@ -196,7 +197,8 @@ async def _distribute(channel: AbstractChannel, new: Names, report: ReshardRepor
             report.records += len(records)
             return
         account = getattr(item, "account", None) or getattr(item, "ids", {}).get("account")
-        shard = shard_for(account, new.shards) if isinstance(account, str) else 0
+        shard = (shard_for(canonical_account(account), new.shards)
+                 if isinstance(account, str) else 0)
         # commands, and unreadable bodies the worker will dead-letter with a reason
         await commands.publish(_copy(msg), command_key(shard, new.shards),
                                mandatory=True, timeout=30)
