@@ -29,6 +29,7 @@ from worker.errors import InsufficientFunds, InvalidOrder, OrderNotFound
 from worker.exchange.models import OrderRequest, OrderState
 from worker.exchange.paper import PaperExchange
 from worker.lab.sim.binance_futures import FuturesApi
+from worker.lab.sim.binance_stream import BinanceStreams
 from worker.lab.sim.binance_json import (
     BinanceError,
     exchange_info,
@@ -50,6 +51,8 @@ def _group(request: web.Request) -> str:
     if path.endswith(("/openOrders", "/allOrders", "/myTrades", "/userTrades",
                       "/positionRisk")):
         return "query"
+    if path.endswith(("/userDataStream", "/listenKey")):
+        return "account"
     if path.endswith(("/account", "/balance", "/leverage", "/leverageBracket",
                       "/commissionRate", "/accountConfig", "/tradeFee")):
         return "account"
@@ -67,6 +70,7 @@ class BinanceSim:
         self.futures = FuturesApi(self, {key: PaperExchange("binance-fapi", cfg, tick_s=0.02)
                                          for key in keys})
         self.faults = FaultPlan()
+        self.streams = BinanceStreams(self)
         self.requests = 0
         self.by_endpoint: dict[str, int] = {}
         """Requests per ``METHOD /path`` (admin calls excluded)."""
@@ -92,7 +96,9 @@ class BinanceSim:
         r.add_get("/api/v3/myTrades", self.my_trades)
         r.add_get("/sapi/v1/asset/tradeFee", self.trade_fee)
         self.futures.routes(r)
+        self.streams.routes(r)
         r.add_post("/_admin/faults", self.set_faults)
+        r.add_post("/_admin/stream_faults", self.set_stream_faults)
         r.add_post("/_admin/price", self.set_price)
         r.add_get("/_admin/stats", self.stats)
         return app
@@ -106,6 +112,7 @@ class BinanceSim:
         return f"http://{host}:{self.port}"
 
     async def stop(self) -> None:
+        await self.streams.hub.close()
         if self.runner is not None:
             await self.runner.cleanup()
 
@@ -115,8 +122,8 @@ class BinanceSim:
 
     @web.middleware
     async def _middleware(self, request: web.Request, handler: Any) -> web.StreamResponse:
-        if request.path.startswith("/_admin"):
-            return await handler(request)  # type: ignore[no-any-return]
+        if request.path.startswith(("/_admin", "/ws", "/private/ws")):
+            return await handler(request)  # type: ignore[no-any-return]  # admin, streams
         self.requests += 1
         endpoint = f"{request.method} {request.path}"
         self.by_endpoint[endpoint] = self.by_endpoint.get(endpoint, 0) + 1
@@ -279,6 +286,11 @@ class BinanceSim:
         self.faults.set(body.get("rules", []), body.get("seed"))
         return self._json({"ok": True})
 
+    async def set_stream_faults(self, request: web.Request) -> web.Response:
+        """Stream faults (see worker.lab.sim.streams)."""
+        self.streams.hub.set_faults(await request.json())
+        return self._json({"ok": True})
+
     async def set_price(self, request: web.Request) -> web.Response:
         """``{"symbol": "BTC/USDT", "price": "30000"}``: moves the spot price of every
         book there (the random walk goes on from it); resting limits that cross fill."""
@@ -310,6 +322,7 @@ class BinanceSim:
     async def stats(self, _: web.Request) -> web.Response:
         return self._json({"requests": self.requests, "by_endpoint": self.by_endpoint,
                            "injected": self.faults.injected,
+                           "streams": self.streams.hub.stats(),
                            "orders_per_client_id": self.orders_per_client_id()})
 
 

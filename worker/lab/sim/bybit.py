@@ -44,6 +44,7 @@ from worker.exchange.models import OrderState
 from worker.exchange.paper import PaperExchange
 from worker.lab.sim import bybit_json as bj
 from worker.lab.sim.bybit_orders import BybitError, OrderDesk
+from worker.lab.sim.bybit_stream import BybitStreams
 from worker.lab.sim.faults import FaultPlan
 from worker.lab.sim.positions import net_positions
 from worker.settings import ExchangeConfig
@@ -76,6 +77,7 @@ class BybitSim:
                                       for c in CATEGORIES}) for key in keys}
         self.history_delay_ms = history_delay_ms
         self.faults = FaultPlan()
+        self.streams = BybitStreams(self)
         self.requests = 0
         self.runner: web.AppRunner | None = None
         self.port = 0
@@ -98,8 +100,10 @@ class BybitSim:
         for path, handler in (
                 ("/v5/order/create", self.create), ("/v5/order/cancel", self.cancel),
                 ("/v5/position/set-leverage", self.set_leverage),
-                ("/_admin/faults", self.set_faults), ("/_admin/restart", self.restart)):
+                ("/_admin/faults", self.set_faults), ("/_admin/restart", self.restart),
+                ("/_admin/stream_faults", self.set_stream_faults)):
             r.add_post(path, handler)
+        self.streams.routes(r)
         return app
 
     async def start(self, port: int = 0, host: str = "127.0.0.1") -> str:
@@ -111,6 +115,7 @@ class BybitSim:
         return f"http://{host}:{self.port}"
 
     async def stop(self) -> None:
+        await self.streams.hub.close()
         if self.runner is not None:
             await self.runner.cleanup()
 
@@ -124,8 +129,8 @@ class BybitSim:
 
     @web.middleware
     async def _middleware(self, request: web.Request, handler: Any) -> web.StreamResponse:
-        if request.path.startswith("/_admin"):
-            return await handler(request)  # type: ignore[no-any-return]
+        if request.path.startswith(("/_admin", "/v5/private")):
+            return await handler(request)  # type: ignore[no-any-return]  # admin, stream
         self.requests += 1
         fault = self.faults.pick(_group(request))
         kind = fault.kind if fault else None
@@ -326,6 +331,11 @@ class BybitSim:
             self.history_delay_ms = int(body["history_delay_ms"])
         return web.json_response({"ok": True})
 
+    async def set_stream_faults(self, request: web.Request) -> web.Response:
+        """Stream faults (see worker.lab.sim.streams)."""
+        self.streams.hub.set_faults(await request.json())
+        return web.json_response({"ok": True})
+
     async def restart(self, _: web.Request) -> web.Response:
         """Simulate an exchange restart: realtime forgets every closed order."""
         for desk in self.desks.values():
@@ -343,6 +353,7 @@ class BybitSim:
 
     async def stats(self, _: web.Request) -> web.Response:
         return web.json_response({"requests": self.requests, "injected": self.faults.injected,
+                                  "streams": self.streams.hub.stats(),
                                   "orders_per_client_id": self.orders_per_client_id()})
 
 
