@@ -29,7 +29,6 @@ from worker.errors import InsufficientFunds, InvalidOrder, OrderNotFound
 from worker.exchange.models import OrderRequest, OrderState
 from worker.exchange.paper import PaperExchange
 from worker.lab.sim.binance_futures import FuturesApi
-from worker.lab.sim.binance_stream import BinanceStreams
 from worker.lab.sim.binance_json import (
     BinanceError,
     exchange_info,
@@ -37,6 +36,7 @@ from worker.lab.sim.binance_json import (
     ticker_json,
     trade_json,
 )
+from worker.lab.sim.binance_stream import BinanceStreams
 from worker.lab.sim.faults import FaultPlan
 from worker.settings import ExchangeConfig
 
@@ -292,14 +292,15 @@ class BinanceSim:
         return self._json({"ok": True})
 
     async def set_price(self, request: web.Request) -> web.Response:
-        """``{"symbol": "BTC/USDT", "price": "30000"}``: moves the spot price of every
-        book there (the random walk goes on from it); resting limits that cross fill."""
+        """``{"symbol": "BTC/USDT", "price": "30000"}``: moves the price of every book
+        (spot and futures) there (the random walk goes on from it); resting limits that
+        cross fill."""
         body = await request.json()
         self.move_price(body["symbol"], Decimal(str(body["price"])))
         return self._json({"ok": True})
 
     def move_price(self, symbol: str, price: Decimal) -> None:
-        for book in self.books.values():
+        for book in (*self.books.values(), *self.futures.books.values()):
             line = book._book(symbol)  # the paper book's internals: lab code only
             line.price = price
             book._match(line)

@@ -69,7 +69,7 @@ def execution_report(state: OrderState, change: Change, exec_type: str) -> dict[
 
 def order_trade_update(state: OrderState, change: Change, exec_type: str) -> dict[str, Any]:
     now = ms()
-    body = {**_common(state, change, exec_type, now), "ap": _s(state.average or 0),
+    body = {**_common(state, change, exec_type, now), "ap": _s(state.average or Decimal(0)),
             "sp": "0", "b": "0", "a": "0", "R": False, "wt": "CONTRACT_PRICE",
             "ot": state.type.upper(), "ps": "BOTH", "cp": False, "rp": "0", "pP": False,
             "si": 0, "ss": 0, "V": "EXPIRE_MAKER", "pm": "NONE", "gtd": 0}

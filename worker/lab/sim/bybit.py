@@ -79,6 +79,8 @@ class BybitSim:
         self.faults = FaultPlan()
         self.streams = BybitStreams(self)
         self.requests = 0
+        self.by_endpoint: dict[str, int] = {}
+        """Requests per ``METHOD /path`` (admin calls and the stream excluded)."""
         self.runner: web.AppRunner | None = None
         self.port = 0
 
@@ -132,6 +134,8 @@ class BybitSim:
         if request.path.startswith(("/_admin", "/v5/private")):
             return await handler(request)  # type: ignore[no-any-return]  # admin, stream
         self.requests += 1
+        endpoint = f"{request.method} {request.path}"
+        self.by_endpoint[endpoint] = self.by_endpoint.get(endpoint, 0) + 1
         fault = self.faults.pick(_group(request))
         kind = fault.kind if fault else None
         if kind in ("500", "503"):
@@ -342,6 +346,14 @@ class BybitSim:
             desk.restarted_at = time.monotonic()
         return web.json_response({"ok": True})
 
+    def move_price(self, symbol: str, price: Decimal) -> None:
+        """Moves the price of every book (spot and linear) there; crossing limits fill."""
+        for desk in self.desks.values():
+            for book in desk.books.values():
+                line = book._book(symbol)  # the paper book's internals: lab code only
+                line.price = price
+                book._match(line)
+
     def orders_per_client_id(self) -> dict[str, int]:
         counts: dict[str, int] = {}
         for desk in self.desks.values():
@@ -352,7 +364,8 @@ class BybitSim:
         return counts
 
     async def stats(self, _: web.Request) -> web.Response:
-        return web.json_response({"requests": self.requests, "injected": self.faults.injected,
+        return web.json_response({"requests": self.requests, "by_endpoint": self.by_endpoint,
+                                  "injected": self.faults.injected,
                                   "streams": self.streams.hub.stats(),
                                   "orders_per_client_id": self.orders_per_client_id()})
 

@@ -100,7 +100,7 @@ class BybitStreams:
         if op == "ping":
             return [{**base, "op": "pong", "args": [str(ms())]}]
         if op == "auth":
-            args = list(body.get("args") or []) + ["", "", ""]
+            args = [*list(body.get("args") or []), "", "", ""]
             key, expires, sign = str(args[0]), str(args[1]), str(args[2])
             secret = self.sim.keys.get(key)
             if secret is None:
