@@ -62,7 +62,7 @@ class BinanceExchange(CCXTAdapter):
         rest = self.config.urls.get("rest")
         client = super().build_client()
         ws = self.config.urls.get("ws")
-        if isinstance(ws, str):
+        if isinstance(ws, str) and self.config.stream:  # ccxt.pro clients have ws urls
             base = ws.rstrip("/")
             client.urls["api"]["ws"]["spot"] = client.urls["api"]["ws"]["linear"] = base + "/ws"
             client.urls["api"]["ws"]["ws-api"]["spot"] = base + "/ws-api/v3"

@@ -47,7 +47,7 @@ class BybitExchange(CCXTAdapter):
         if isinstance(rest, str):
             client.urls["api"] = {k: v if k == "ws" else rest.rstrip("/")
                                   for k, v in client.urls["api"].items()}
-        if isinstance(ws, str):
+        if isinstance(ws, str) and self.config.stream:  # ccxt.pro clients have ws urls
             private = client.urls["api"]["ws"]["private"]
             private["contract"] = private["unified"] = ws.rstrip("/") + "/v5/private"
         return client
