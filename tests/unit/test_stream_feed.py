@@ -29,9 +29,11 @@ async def _until(cond: object, within: float = 3.0) -> None:
     raise AssertionError("condition not met")
 
 
+Setup = tuple[StreamingPaper, Tracker, FakePublisher, OrderRef, OrderState]
+
+
 @pytest.fixture
-async def setup() -> AsyncIterator[tuple[StreamingPaper, Tracker, FakePublisher, OrderRef,
-                                         OrderState]]:
+async def setup() -> AsyncIterator[Setup]:
     paper = StreamingPaper(scripted=True)
     pub = FakePublisher()
     tracker = Tracker(load_settings({}, track_poll_s=0.05, stream_reconcile_s=30),
@@ -55,8 +57,8 @@ def _at(state: OrderState, filled: str, status: str = "open") -> OrderState:
                                    fees={"USDT": Decimal("0.1")} if status != "open" else {})
 
 
-async def test_duplicates_and_stale_updates_publish_once(setup) -> None:  # type: ignore[no-untyped-def]
-    paper, tracker, pub, ref, state = setup
+async def test_duplicates_and_stale_updates_publish_once(setup: Setup) -> None:
+    paper, _, pub, ref, state = setup
     paper.push([])  # connected
     for filled in ("0.002", "0.002", "0.001", "0.003"):  # a duplicate, then a stale one
         paper.push(_at(state, filled))
@@ -74,8 +76,8 @@ async def test_duplicates_and_stale_updates_publish_once(setup) -> None:  # type
     assert pub.events[-1].event_id == progress(ref, _at(state, "0.004", "closed")).event_id
 
 
-async def test_broken_stream_hands_over_to_rest(setup) -> None:  # type: ignore[no-untyped-def]
-    paper, tracker, pub, ref, state = setup
+async def test_broken_stream_hands_over_to_rest(setup: Setup) -> None:
+    paper, tracker, pub, _, _ = setup
     paper.push([])
     await asyncio.sleep(0.2)
     line = paper._book("BTC/USDT")  # the fill happens while the stream is down
