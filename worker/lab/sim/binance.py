@@ -3,11 +3,13 @@
 Endpoints under /api/v3: ping, time, exchangeInfo, ticker/24hr, ticker/price,
 klines, account, order (POST/GET/DELETE, by orderId or origClientOrderId),
 openOrders, allOrders, myTrades, /sapi/v1/asset/tradeFee; USDⓈ-M futures under /fapi
-(binance_futures). Signed calls are checked like Binance does:
+(binance_futures), user-data streams with stream faults (binance_stream). Signed
+calls are checked like Binance does:
 X-MBX-APIKEY, HMAC-SHA256 ``signature`` over the query (GET/DELETE) or body
 (POST), ``timestamp`` within ``recvWindow``. Matching is the paper engine, one
 book per API key. Faults come from ``worker.lab.sim.faults``; the admin API
-(/_admin/faults, /_admin/stats, /_admin/price) lets other processes drive it.
+(/_admin/faults, /_admin/stream_faults, /_admin/stats, /_admin/price) lets other
+processes drive it.
 
 Run: ``python -m worker.lab.sim.binance --port 9100 --key K --secret S``.
 """

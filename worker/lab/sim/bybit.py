@@ -22,7 +22,8 @@ As Bybit documents it:
   it forgets closed orders: only history knows them;
 * /v5/order/history shows an order only ``history_delay_ms`` after it closed.
 
-Faults come from ``worker.lab.sim.faults`` (admin: /_admin/faults, /_admin/stats).
+The private WebSocket stream (``/v5/private``) is ``bybit_stream``. Faults come from
+``worker.lab.sim.faults`` (admin: /_admin/faults, /_admin/stream_faults, /_admin/stats).
 Run: ``python -m worker.lab.sim.bybit --port 9200 --key K --secret S``.
 """
 
