@@ -104,9 +104,14 @@ class Chaos:
         if self.streams:
             env["OW_STREAM_RECONCILE_S"] = "10"
         for a in range(self.accounts):
-            env[f"OW_CRED_CH{a}_BINANCE_API_KEY"] = KEY
+            env[f"OW_CRED_CH{a}_BINANCE_API_KEY"] = self.key(a)
             env[f"OW_CRED_CH{a}_BINANCE_SECRET"] = SECRET
         return env
+
+    def key(self, account: int) -> str:
+        """With streams every account has its own API key (as on an exchange: a key's
+        stream carries its own account's orders); without, all share one."""
+        return f"{KEY}-{account}" if self.streams else KEY
 
     def commands(self) -> list[tuple[float, Command]]:
         """(send offset in seconds, command): the mix described in the module docstring."""
@@ -241,7 +246,7 @@ async def _stalls(stage: Stage) -> None:
 async def run(chaos: Chaos, drain_timeout_s: float = 120.0) -> dict[str, object]:
     if chaos.broker_restart and not _local_broker(chaos.amqp_url):
         chaos.broker_restart = False
-    sim = BinanceSim({KEY: SECRET})
+    sim = BinanceSim({chaos.key(a): SECRET for a in range(chaos.accounts)})
     sim_url = await sim.start()
     sim.faults.set(FAULTS, seed=chaos.seed)
     if chaos.streams:

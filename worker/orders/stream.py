@@ -146,6 +146,10 @@ class StreamFeed:
         self._count("updates")
         cid = state.client_order_id or ""
         entry = self.tracker.get(cid)
+        if entry is not None and (entry.ref.account, entry.ref.exchange) != (self.account,
+                                                                            self.name):
+            self._count("other_account")  # two accounts on one key: its own feed has it
+            return
         if entry is None or not entry.accepted.is_set() or entry.phase != "open" \
                 or entry.order_id is None:
             if entry is not None and entry.terminal:
@@ -183,7 +187,7 @@ class StreamFeed:
         async with self.lock:
             for cid, (state, since) in list(self.parked.items()):
                 entry = self.tracker.get(cid)
-                if entry is not None and entry.terminal:
+                if entry is not None and (entry.terminal or entry.ref.account != self.account):
                     del self.parked[cid]
                 elif entry is not None and entry.accepted.is_set() and entry.order_id:
                     del self.parked[cid]

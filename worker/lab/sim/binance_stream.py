@@ -79,6 +79,10 @@ def order_trade_update(state: OrderState, change: Change, exec_type: str) -> dic
     return {"e": "ORDER_TRADE_UPDATE", "E": now, "T": now, "o": body}
 
 
+def _ws_api_event(event: dict[str, Any]) -> dict[str, Any]:
+    return {"subscriptionId": 0, "event": event}
+
+
 class BinanceStreams:
     def __init__(self, sim: BinanceSim) -> None:
         self.sim = sim
@@ -103,7 +107,7 @@ class BinanceStreams:
 
     def tick(self) -> None:
         for book in (*self.sim.books.values(), *self.sim.futures.books.values()):
-            for symbol in book._books:
+            for symbol in {o.req.symbol for o in book._open.values()}:
                 book._book(symbol)  # advances the walk: resting orders fill
 
     # -- order changes -> events ---------------------------------------------------------
@@ -187,6 +191,6 @@ class BinanceStreams:
                 "code": -1021, "msg": "Timestamp for this request is outside of the "
                                       "recvWindow."}}]
         conn.key, conn.channel = key, "spot"
-        conn.wrap = lambda event: {"subscriptionId": 0, "event": event}
+        conn.wrap = _ws_api_event
         return [{"id": rid, "status": 200, "result": {"subscriptionId": 0},
                  "rateLimits": []}]

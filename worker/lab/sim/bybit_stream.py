@@ -71,7 +71,7 @@ class BybitStreams:
     def tick(self) -> None:
         for desk in self.sim.desks.values():
             for book in desk.books.values():
-                for symbol in book._books:
+                for symbol in {o.req.symbol for o in book._open.values()}:
                     book._book(symbol)
 
     def on_change(self, key: str, category: str, state: OrderState) -> None:

@@ -35,7 +35,7 @@ from aiohttp import WSMsgType, web
 from worker.exchange.models import OrderState
 
 STREAM_FAULTS = ("drop", "duplicate", "reorder", "disconnect")
-CLOCK_S = 0.02
+CLOCK_S = 0.05
 
 
 @dataclass
@@ -109,12 +109,17 @@ class StreamHub:
     # -- sending ---------------------------------------------------------------------
     def publish(self, key: str, channel: str, payload: dict[str, Any],
                 topic: str | None = None) -> None:
+        encoded: dict[int, str] = {}  # one encoding per wrapping
         for conn in self.conns:
             if conn.key != key or conn.channel != channel:
                 continue
             if conn.topics is not None and topic not in conn.topics:
                 continue
-            self._offer(conn, json.dumps(conn.wrap(payload) if conn.wrap else payload))
+            text = encoded.get(id(conn.wrap))
+            if text is None:
+                text = encoded[id(conn.wrap)] = json.dumps(
+                    conn.wrap(payload) if conn.wrap else payload)
+            self._offer(conn, text)
 
     def _offer(self, conn: Conn, text: str) -> None:
         if self.stalled():
