@@ -196,7 +196,7 @@ async def follow_account(tracker: Tracker, account: str, name: str) -> None:
             if feed is None:
                 await asyncio.sleep(s.track_poll_s + backoff)
             else:
-                await feed.sleep(s.track_poll_s + backoff)
+                await feed.sleep(s.track_poll_s + backoff, backing_off=backoff > 0)
             try:
                 exchange = await tracker.exchanges.get(account, name)
                 if feed is None and order_stream(exchange) is not None:

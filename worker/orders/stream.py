@@ -85,10 +85,14 @@ class StreamFeed:
         """A full REST pass that started at ``started_at`` (monotonic) is done."""
         self.reconciled_at = max(self.reconciled_at, started_at)
 
-    async def sleep(self, seconds: float) -> None:
-        """Sleep until the next pass; cut short when a reconcile is asked for."""
+    async def sleep(self, seconds: float, *, backing_off: bool = False) -> None:
+        """Sleep until the next pass; cut short when a reconcile is asked for (unless the
+        follower backs off after failed passes)."""
         self.wake.clear()
-        if self.full_pass_due() and self.reconcile_asked_at >= self.reconciled_at:
+        if backing_off:
+            await asyncio.sleep(seconds)
+            return
+        if self.reconcile_asked_at >= self.reconciled_at:
             return
         try:
             await asyncio.wait_for(self.wake.wait(), seconds)
@@ -112,7 +116,11 @@ class StreamFeed:
                 batch = await asyncio.wait_for(self.stream.watch_orders(),
                                                PARK_RETRY_S if self.parked else None)
             except TimeoutError:
-                await self._retry_parked()
+                try:
+                    await self._retry_parked()
+                except Exception:
+                    log.exception("retrying parked stream updates failed")
+                    self.ask_reconcile("stream_update_failed")
                 continue
             except asyncio.CancelledError:
                 raise
@@ -136,11 +144,18 @@ class StreamFeed:
                 self.healthy, backoff = True, 0.0
                 self.ask_reconcile("stream_connected")
                 continue
-            async with self.lock:
-                for state in batch:
-                    await self._apply(state)
-            if self.parked:
-                await self._retry_parked()
+            try:
+                async with self.lock:
+                    for state in batch:
+                        await self._apply(state)
+                if self.parked:
+                    await self._retry_parked()
+            except asyncio.CancelledError:
+                raise
+            except Exception:  # e.g. the broker refused a publish: REST catches up
+                log.exception("applying streamed orders of %s:%s failed", self.account,
+                              self.name)
+                self.ask_reconcile("stream_update_failed")
 
     async def _apply(self, state: OrderState) -> None:
         self._count("updates")
