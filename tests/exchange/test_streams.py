@@ -120,7 +120,7 @@ async def _healthy(rig: Rig, times: int = 1) -> None:
     """Wait until the stream has (re)connected ``times`` times and the REST reconcile
     that follows is done."""
     connected = rig.tracker.metrics.reconciliations.labels("stream_connected")
-    for _ in range(800):
+    for _ in range(1500):
         if connected._value.get() >= times:
             await asyncio.sleep(0.3)
             return

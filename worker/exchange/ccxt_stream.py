@@ -15,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 from collections import deque
 from typing import Any
 
@@ -122,6 +123,7 @@ class CcxtStream:
     async def _keep_stream(self) -> None:
         watch: asyncio.Future[Any] | None = None
         connected = False
+        give_up_at = time.monotonic() + max(5.0, 3 * self.config.stream_silence_s)
         try:
             while True:
                 if watch is None or watch.done():
@@ -130,6 +132,9 @@ class CcxtStream:
                     if watch is not None:
                         watch.result()  # raises the stream's failure
                     watch = asyncio.ensure_future(self.client.watch_orders())
+                if not connected and time.monotonic() > give_up_at:
+                    # e.g. an auth or subscribe request lost on a live connection
+                    raise ConnectionResetError("order stream: not subscribed in time")
                 if not connected and self._subscribed():
                     await asyncio.sleep(SUBSCRIBE_MARGIN_S)
                     connected = True
@@ -140,7 +145,18 @@ class CcxtStream:
                 watch.cancel()
             raise
         except Exception as exc:
+            if watch is not None:
+                watch.cancel()
+            await self._drop_connections()
             self._push(self._translate(exc))
+
+    async def _drop_connections(self) -> None:
+        """Close every ws connection: the next watch starts from a fresh one."""
+        clients = self.client.clients or {}
+        for url, ws_client in list(clients.items()):
+            with contextlib.suppress(Exception):
+                await ws_client.close()
+            clients.pop(url, None)
 
     async def stop_stream(self) -> None:
         keeper, self._keeper = getattr(self, "_keeper", None), None
