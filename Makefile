@@ -8,7 +8,7 @@ BIN := $(VENV)/bin
 # make demo EXCHANGE=binance|bybit: the same orders via local servers and the real ccxt client
 EXCHANGE ?= paper
 
-.PHONY: install broker demo test test-fast lint bench bench-tracking chaos clean cluster cluster-stop chaos-cluster sim
+.PHONY: install broker demo test test-fast lint bench bench-tracking chaos clean cluster cluster-stop chaos-cluster sim bench-stream
 
 $(BIN)/python:
 	$(PY) -m venv $(VENV)
@@ -46,6 +46,11 @@ bench: install broker
 # exchange requests/minute for one account with 1, 100 and 1000 resting orders (issue 9)
 bench-tracking: install broker
 	$(BIN)/python -m worker.lab.bench_tracking
+
+# fill -> event latency (p50, p99) and REST requests/min with 100 resting orders,
+# order stream vs REST-only (issue 14)
+bench-stream: install broker
+	$(BIN)/python -m worker.lab.bench_stream
 
 chaos: install broker
 	$(BIN)/python -m worker.lab.chaos

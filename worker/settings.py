@@ -59,7 +59,8 @@ class ExchangeConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_f
     live: bool = False
     """Confirms real-money trading: a non-paper exchange without sandbox must set it."""
     urls: dict[str, Any] = {}
-    """Overrides merged into ccxt's urls (e.g. a gateway or a simulator)."""
+    """Overrides merged into ccxt's urls (e.g. a gateway or a simulator); binance and bybit
+    also take ``rest`` and ``ws`` base URLs (every REST, resp. WebSocket, host)."""
     options: dict[str, Any] = {}
     """Overrides merged into ccxt's options (e.g. recvWindow)."""
     timeout_ms: Annotated[int, Meta(ge=1)] = 10_000
@@ -83,6 +84,14 @@ class ExchangeConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_f
     """Paper driver: starting prices per symbol."""
     paper_fill_ratio: Decimal = Decimal("1")
     """Share of an order's amount the paper book can fill per tick (<1: partials)."""
+    stream: bool = False
+    """Also follow orders over the exchange's private WebSocket stream (ccxt.pro
+    ``watch_orders``; binance spot and USDⓈ-M, bybit): fills arrive in milliseconds and
+    REST reconciles every ``OW_STREAM_RECONCILE_S`` instead of every ``OW_TRACK_POLL_S``.
+    REST stays the authority (see README). false: REST polling only."""
+    stream_silence_s: Annotated[float, Meta(ge=0.3, le=300.0)] = 15.0
+    """A stream connection with no frame (message or pong) for this long is stalled: it
+    is dropped and reconnected, and the account's orders are reconciled by REST."""
     at_most_once: bool = False
     """Allow a ccxt exchange that cannot look an order up by client id (closed orders
     included): each client id is sent at most once per process, an ambiguous create
@@ -120,6 +129,10 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=
     track_cycle_s: Annotated[float, Meta(ge=0.1, le=300.0)] = 10.0
     """Tracking records come round once per cycle: a new shard owner knows every
     tracked order within one cycle (two, to be sure, before a cancel says "not found")."""
+    stream_reconcile_s: Annotated[float, Meta(gt=0, le=3600.0)] = 30.0
+    """With an exchange's order stream healthy, open orders are listed by REST this often
+    (instead of every ``track_poll_s``); at once after the stream (re)connects, breaks or
+    misses something. Cancels and pending lookups still run every ``track_poll_s``."""
     intake_budget_s: Annotated[float, Meta(gt=0, le=50.0)] = 40.0
     """How long a command may retry transient errors before it gets an outcome
     (OrderFailed, or a pending order handed to the tracker); keeps it acked in time."""

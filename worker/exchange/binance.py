@@ -5,6 +5,10 @@
 * Binance refuses a reused client id only while the first order is open,
   hence the lookup before every create (placement.place_once).
 * markets: only the configured market type is loaded; no private currency call.
+* stream (``stream: true``): spot over the WebSocket API user-data subscription,
+  USDⓈ-M over a listen key (ccxt.pro); ``urls: {"ws": "ws://host:port"}`` points both
+  there. A streamed order's commission is its last fill's, so streamed states carry no
+  fee, as REST order states do; a filled one gets its fee from myTrades (get_order).
 * fees: order endpoints carry no commission, so a filled order's fee is
   summed per currency from its trades (myTrades / userTrades by orderId). While that list
   lags (its amounts sum to less than the order's filled amount) the fee is
@@ -54,10 +58,18 @@ class BinanceExchange(CCXTAdapter):
             "warnOnFetchOpenOrdersWithoutSymbol": False,
         }
 
+    stream_supported = True
+
     def build_client(self) -> Any:
-        """``urls: {"rest": "http://host:port"}`` points every Binance REST base there."""
+        """``urls: {"rest": "http://host:port"}`` points every Binance REST base there,
+        ``{"ws": "ws://host:port"}`` the user-data streams."""
         rest = self.config.urls.get("rest")
         client = super().build_client()
+        ws = self.config.urls.get("ws")
+        if isinstance(ws, str) and self.config.stream:  # ccxt.pro clients have ws urls
+            base = ws.rstrip("/")
+            client.urls["api"]["ws"]["spot"] = client.urls["api"]["ws"]["linear"] = base + "/ws"
+            client.urls["api"]["ws"]["ws-api"]["spot"] = base + "/ws-api/v3"
         if isinstance(rest, str):
             base = rest.rstrip("/")
             for key, url in list(client.urls["api"].items()):
@@ -76,6 +88,13 @@ class BinanceExchange(CCXTAdapter):
 
             client.get_exceptions_by_url = exceptions_by_url
         return client
+
+    def stream_orders_of(self, message: Any) -> list[dict[str, Any]]:
+        return [self.client.parse_ws_order(message)]
+
+    def stream_state(self, raw: dict[str, Any]) -> OrderState | None:
+        state = self.parse_order(raw)
+        return msgspec.structs.replace(state, fee=Decimal(0), fee_currency=None, fees={})
 
     def create_params(self, req: OrderRequest) -> dict[str, Any]:
         params = super().create_params(req)

@@ -9,6 +9,9 @@
   ``/v5/order/history`` without a status filter (after an exchange restart closed
   orders are only there, and history shows them with a documented delay).
 * ccxt reads ``PartiallyFilledCanceled`` as "closed"; it is a canceled order.
+* stream (``stream: true``): the v5 private stream's ``order`` topic (ccxt.pro), one
+  stream for every category: rows of other categories are skipped.
+  ``urls: {"ws": "ws://host:port"}`` points it there.
 """
 
 from __future__ import annotations
@@ -37,13 +40,30 @@ class BybitExchange(CCXTAdapter):
         may lag ours."""
         return (int(self.config.options.get("recvWindow", 5000)) + self.config.timeout_ms) / 1000
 
+    stream_supported = True
+
     def build_client(self) -> Any:
-        """``urls: {"rest": "http://host:port"}`` points every Bybit REST base there."""
+        """``urls: {"rest": "http://host:port"}`` points every Bybit REST base there,
+        ``{"ws": "ws://host:port"}`` the private stream."""
         rest = self.config.urls.get("rest")
+        ws = self.config.urls.get("ws")
         client = super().build_client()
         if isinstance(rest, str):
-            client.urls["api"] = {k: rest.rstrip("/") for k in client.urls["api"]}
+            client.urls["api"] = {k: v if k == "ws" else rest.rstrip("/")
+                                  for k, v in client.urls["api"].items()}
+        if isinstance(ws, str) and self.config.stream:  # ccxt.pro clients have ws urls
+            private = client.urls["api"]["ws"]["private"]
+            private["contract"] = private["unified"] = ws.rstrip("/") + "/v5/private"
         return client
+
+    def stream_orders_of(self, message: Any) -> list[dict[str, Any]]:
+        rows = message.get("data") if isinstance(message, dict) else None
+        return [self.client.parse_order(r) for r in rows or [] if isinstance(r, dict)]
+
+    def stream_state(self, raw: dict[str, Any]) -> OrderState | None:
+        category = (raw.get("info") or {}).get("category")
+        ours = "spot" if self.config.market_type == "spot" else "linear"
+        return self.parse_order(raw) if category == ours else None
 
     async def _lookup(self, symbol: str, **query: str) -> OrderState | None:
         market = self.client.market(symbol)

@@ -30,6 +30,7 @@ from decimal import Decimal
 from typing import Any, Self
 
 import ccxt.async_support as ccxt_async
+import ccxt.pro as ccxt_pro
 from ccxt.base import errors as ce
 
 from worker import errors as we
@@ -40,6 +41,7 @@ from worker.exchange.ccxt_parse import (
     to_decimal,
 )
 from worker.exchange.ccxt_reads import CcxtReads
+from worker.exchange.ccxt_stream import CcxtStream
 from worker.exchange.credentials import Credentials
 from worker.exchange.models import MarketRules, OrderRequest, OrderState
 from worker.exchange.placement import PlacementPolicy, place_once
@@ -93,8 +95,9 @@ def translate(exc: BaseException, *, creating: bool = False) -> we.ExchangeError
     return we.TransientError(msg)
 
 
-class CCXTAdapter(CcxtReads):
-    """Generic ccxt exchange; subclasses add per-exchange quirks."""
+class CCXTAdapter(CcxtReads, CcxtStream):
+    """Generic ccxt exchange; subclasses add per-exchange quirks. With ``stream: true``
+    the client is ccxt.pro's (same REST) and ``watch_orders`` follows the private stream."""
 
     client_id_param = "clientOrderId"
     default_ccxt_id: str | None = None
@@ -147,7 +150,7 @@ class CCXTAdapter(CcxtReads):
 
     def build_client(self) -> Any:
         cfg = self.config
-        klass = getattr(ccxt_async, self.ccxt_id, None)
+        klass = getattr(ccxt_pro if cfg.stream else ccxt_async, self.ccxt_id, None)
         if klass is None:
             raise we.UnknownExchange(f"ccxt has no exchange {self.ccxt_id!r}")
         params: dict[str, Any] = {
@@ -171,7 +174,12 @@ class CCXTAdapter(CcxtReads):
 
     def check_capabilities(self) -> None:
         """Refuse an exchange on which a placed order cannot be found again by client id
-        (see ``can_find_closed_orders``) unless ``at_most_once`` accepts that risk."""
+        (see ``can_find_closed_orders``) unless ``at_most_once`` accepts that risk;
+        refuse ``stream: true`` where the adapter does not know the order messages."""
+        if self.config.stream and not self.stream_supported:
+            raise we.UnknownExchange(
+                f"exchange {self.name!r}: \"stream\": true is supported by the binance and "
+                "bybit drivers only; remove it to follow orders by REST")
         if self.config.at_most_once or can_find_closed_orders(self.client.has):
             return
         raise we.UnknownExchange(
@@ -184,6 +192,8 @@ class CCXTAdapter(CcxtReads):
         self.client = self.build_client()
         try:
             self.check_capabilities()
+            if self.config.stream:
+                self.hook_stream()
             await self._call("load_markets", self.client.load_markets)
         except BaseException:
             await self.client.close()
@@ -191,6 +201,7 @@ class CCXTAdapter(CcxtReads):
         return self
 
     async def __aexit__(self, *exc: object) -> None:
+        await self.stop_stream()
         if self.client is not None:
             await self.client.close()
 
@@ -326,3 +337,6 @@ class CCXTAdapter(CcxtReads):
 
     def parse_order(self, raw: dict[str, Any], req: OrderRequest | None = None) -> OrderState:
         return parse_order(raw, req)
+
+    def _translate(self, exc: BaseException) -> we.ExchangeError:
+        return exc if isinstance(exc, we.ExchangeError) else translate(exc)

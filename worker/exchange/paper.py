@@ -13,7 +13,7 @@ import itertools
 import random
 import time
 from collections import deque
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from decimal import ROUND_DOWN, Decimal
 from typing import Self
 
@@ -115,6 +115,8 @@ class PaperExchange:
         """Per symbol: (highest open buy limit, lowest open sell limit); None: a market
         order rests, match every tick. Dropped whenever an open order changes."""
         self._placement = placement or PlacementPolicy(lookups=1, lookup_delay_s=0)
+        self.listeners: list[Callable[[OrderState], None]] = []
+        """Called with an order's state whenever it changes (the simulators' streams)."""
 
     settle_s = 0.0  # in-process: a create is done when the call returns
 
@@ -186,6 +188,7 @@ class PaperExchange:
         if order.status == "open" and req.time_in_force in ("IOC", "FOK"):
             order.status = "canceled" if order.filled or req.time_in_force == "IOC" else "expired"
         self._settle(order)
+        self._changed(order)
         return order.state(self._quote(req.symbol))
 
     def _settle(self, order: _Order) -> None:
@@ -201,6 +204,12 @@ class PaperExchange:
         else:
             self._open.pop(order.id, None)
 
+    def _changed(self, order: _Order) -> None:
+        if self.listeners:
+            state = order.state(self._quote(order.req.symbol))
+            for listener in self.listeners:
+                listener(state)
+
     async def get_order(self, symbol: str, order_id: str) -> OrderState:
         self._book(symbol)
         order = self._orders.get(order_id)
@@ -214,6 +223,7 @@ class PaperExchange:
             return state
         self._orders[order_id].status = "canceled"
         self._settle(self._orders[order_id])
+        self._changed(self._orders[order_id])
         return self._orders[order_id].state(self._quote(symbol))
 
     async def get_open_orders(self, symbol: str | None = None) -> list[OrderState]:
@@ -316,8 +326,11 @@ class PaperExchange:
             if req.symbol != book.symbol or (req.type == "limit" and req.price is not None and (
                     ask > req.price if req.side == "buy" else bid < req.price)):
                 continue  # another book, or a limit the price has not reached
+            filled = order.filled
             self._fill(order, book, taker=False)
             self._settle(order)
+            if order.filled != filled:
+                self._changed(order)
 
     def _fill(self, order: _Order, book: _Book, *, taker: bool) -> None:
         req = order.req

@@ -69,6 +69,28 @@ class AccountOperations(Protocol):
     async def get_positions(self) -> list[Position]: ...
 
 
+class OrderStream(Protocol):
+    """Live order updates of one account over the exchange's private stream (ccxt.pro).
+    REST stays the authority: an update may only make the follower learn sooner what
+    polling would find (see worker.orders.stream)."""
+
+    @property
+    def streams_orders(self) -> bool:
+        """The exchange config asks for the stream and the adapter supports it."""
+        ...
+
+    async def watch_orders(self) -> list[OrderState]:
+        """The next order updates in arrival order (duplicates and stale ones possible).
+        ``[]`` once per (re)connection, when subscribed: updates before it may be missing,
+        so the caller reconciles by REST. Raises TransientError when the stream broke
+        (call again to reconnect), PermanentError when it cannot work (auth)."""
+        ...
+
+    async def stop_stream(self) -> None:
+        """Nobody follows the stream for now; updates until the next call are dropped."""
+        ...
+
+
 class Exchange(MarketDataProvider, TradingOperations, AccountOperations, Protocol):
     """One account on one exchange, with an async context-managed lifecycle."""
 

@@ -6,7 +6,10 @@
   are held inside it until near the end of the settle window (2.5 s: recvWindow 1.5 s
   + 1 s accepted skew), or answered -1007 "unknown" at once and executed 2 s later;
 * workers are SIGKILLed repeatedly (and crash at random steps) and restarted;
-* the broker node is restarted once (local broker only).
+* the broker node is restarted once (local broker only);
+* with ``--streams`` (or ``CHAOS_STREAMS=1 make chaos``) the workers also follow
+  orders over the simulator's user-data stream, which drops, duplicates, reorders
+  and disconnects messages and stalls every ~15 s (``STREAM_FAULTS``).
 
 The mix: market orders, limit orders that rest until their ``timeout_s``,
 good-till-canceled limit orders canceled later by a CancelOrder, and
@@ -61,6 +64,9 @@ FAULTS = [
 SKEW_MS = (-950, 1000)
 """The simulator's clock minus the workers': Binance refuses a timestamp 1 s or more
 ahead of its clock, so further behind than that every request would be refused."""
+STREAM_FAULTS = [{"kind": "drop", "rate": 0.01}, {"kind": "duplicate", "rate": 0.02},
+                 {"kind": "reorder", "rate": 0.02}, {"kind": "disconnect", "rate": 0.002}]
+STALL_EVERY_S, STALL_S = 15.0, 3.0
 
 
 @dataclass
@@ -81,6 +87,8 @@ class Chaos:
     skews: int = 0
     crashes: int = 0
     broker_restarts: int = 0
+    streams: bool = False
+    """Follow orders over the simulator's user-data stream too, with stream faults."""
     extra_faults: list[Callable[[Stage], Coroutine[None, None, None]]] = field(
         default_factory=list)
     """More fault coroutines, run beside the worker kills from the first order on and
@@ -91,6 +99,9 @@ class Chaos:
         exchanges = {"binance": {"driver": "binance", "live": True, "urls": {"rest": sim_url},
                                  "timeout_ms": 1000, "rate_limit": False,
                                  "options": {"recvWindow": 1500}}}
+        if self.streams:
+            exchanges["binance"].update(stream=True, stream_silence_s=2.0, urls={
+                "rest": sim_url, "ws": sim_url.replace("http", "ws")})
         rate = self.crashes_expected / max(1, self.orders) / 4
         crash_points = ",".join(f"{p}:{rate:.6f}" for p in POINTS)
         inherited = {k: v for k, v in os.environ.items() if not k.startswith("OW_CHAOS_")}
@@ -101,10 +112,17 @@ class Chaos:
                    OW_RECONCILE_LOOKUPS="3", OW_LOG_LEVEL="ERROR", OW_SHUTDOWN_GRACE_S="5",
                    OW_WORKER_INDEX=str(index), OW_WORKER_COUNT=str(self.workers),
                    OW_EXCHANGES=json.dumps(exchanges), OW_CRASH_POINTS=crash_points)
+        if self.streams:
+            env["OW_STREAM_RECONCILE_S"] = "10"
         for a in range(self.accounts):
-            env[f"OW_CRED_CH{a}_BINANCE_API_KEY"] = KEY
+            env[f"OW_CRED_CH{a}_BINANCE_API_KEY"] = self.key(a)
             env[f"OW_CRED_CH{a}_BINANCE_SECRET"] = SECRET
         return env
+
+    def key(self, account: int) -> str:
+        """With streams every account has its own API key (as on an exchange: a key's
+        stream carries its own account's orders); without, all share one."""
+        return f"{KEY}-{account}" if self.streams else KEY
 
     def commands(self) -> list[tuple[float, Command]]:
         """(send offset in seconds, command): the mix described in the module docstring."""
@@ -235,14 +253,24 @@ async def _skew(chaos: Chaos, sim: BinanceSim, stop: asyncio.Event) -> None:
         chaos.skews += 1
         await asyncio.sleep(chaos.skew_every_s * rng.uniform(0.5, 1.5))
     sim.clock_offset_ms = 0
+async def _stalls(stage: Stage) -> None:
+    """Stall the user-data stream (connections open, nothing sent, no pong) now and then."""
+    while not stage.stop.is_set():
+        try:
+            await asyncio.wait_for(stage.stop.wait(), STALL_EVERY_S)
+        except TimeoutError:
+            stage.sim.streams.hub.set_faults({"stall_s": STALL_S})
 
 
 async def run(chaos: Chaos, drain_timeout_s: float = 120.0) -> dict[str, object]:
     if chaos.broker_restart and not _local_broker(chaos.amqp_url):
         chaos.broker_restart = False
-    sim = BinanceSim({KEY: SECRET})
+    sim = BinanceSim({chaos.key(a): SECRET for a in range(chaos.accounts)})
     sim_url = await sim.start()
     sim.faults.set(FAULTS, seed=chaos.seed)
+    if chaos.streams:
+        sim.streams.hub.set_faults({"rules": STREAM_FAULTS, "seed": chaos.seed})
+        chaos.extra_faults.append(_stalls)
     cmds = chaos.commands()
     log = EventLog(chaos.amqp_url, chaos.prefix)
     stop_chaos, stop_fleet = asyncio.Event(), asyncio.Event()
@@ -336,6 +364,7 @@ def report(chaos: Chaos, commands: list[Command], sim: BinanceSim, log: EventLog
         "broker_restarts": chaos.broker_restarts, "exchange_clock_jumps": chaos.skews,
         "faults_injected": sum(sim.faults.injected.values()),
         "faults_by_kind": dict(sorted(sim.faults.injected.items())),
+        "stream_faults_injected": dict(sorted(sim.streams.hub.injected.items())),
         "outcomes": dict(sorted(log.outcomes.items())),
         "examples_without_terminal": [
             f"{i}: {sorted(log.kinds.get(i, set()))}" for i in no_terminal[:5]],
@@ -361,12 +390,16 @@ def main() -> int:
     p.add_argument("--rate", type=float, default=80.0)
     p.add_argument("--kill-every-s", type=float, default=4.0)
     p.add_argument("--no-broker-restart", action="store_true")
+    p.add_argument("--streams", action="store_true",
+                   default=os.environ.get("CHAOS_STREAMS", "") not in ("", "0"),
+                   help="follow orders over the user-data stream too (env CHAOS_STREAMS=1)")
     args = p.parse_args()
     chaos = Chaos(os.environ.get("AMQP_URL", "amqp://guest:guest@127.0.0.1:5672/"),
                   orders=args.orders, workers=args.workers, rate_per_s=args.rate,
-                  kill_every_s=args.kill_every_s, broker_restart=not args.no_broker_restart)
-    print(f"chaos: {chaos.orders} orders, {chaos.workers} workers, prefix {chaos.prefix}",
-          flush=True)
+                  kill_every_s=args.kill_every_s, broker_restart=not args.no_broker_restart,
+                  streams=args.streams)
+    print(f"chaos: {chaos.orders} orders, {chaos.workers} workers, prefix {chaos.prefix}"
+          f"{', order streams on' if chaos.streams else ''}", flush=True)
     result = asyncio.run(run(chaos, drain_timeout_s=300))
     width = max(map(len, result))
     for key, value in result.items():

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Sequence
+from typing import Any
 
 from schemas import Event
 from schemas.tracking import TrackOrder
 from worker.errors import UnknownExchange
+from worker.exchange.models import OrderState
 from worker.exchange.paper import PaperExchange
 from worker.exchange.ports import Exchange
 
@@ -48,3 +51,39 @@ class StaticExchanges:
 
     def is_spot(self, exchange: str) -> bool:
         return True
+
+
+class StreamingPaper(PaperExchange):
+    """A PaperExchange with the ``OrderStream`` port: every order change is streamed.
+    ``script`` (a list) replaces the stream: tests push states, ``[]`` (connected) or an
+    exception (the stream broke) to play duplicates, gaps and disconnects by hand."""
+
+    streams_orders = True
+
+    def __init__(self, *args: Any, scripted: bool = False, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.scripted = scripted
+        self._items: asyncio.Queue[OrderState | list[OrderState] | Exception] = (
+            asyncio.Queue())
+        self.listeners.append(self._changed_state)
+        self.connected = False
+
+    def _changed_state(self, state: OrderState) -> None:
+        if not self.scripted and self.connected:
+            self._items.put_nowait(state)
+
+    def push(self, item: OrderState | list[OrderState] | Exception) -> None:
+        self._items.put_nowait(item)
+
+    async def watch_orders(self) -> list[OrderState]:
+        if not self.connected and not self.scripted:
+            self.connected = True
+            return []
+        item = await self._items.get()
+        if isinstance(item, Exception):
+            self.connected = False
+            raise item
+        return item if isinstance(item, list) else [item]
+
+    async def stop_stream(self) -> None:
+        self.connected = False

@@ -135,7 +135,10 @@ async def _alert(tracker: Tracker, entry: Entry, reason: RejectReason, exc: Exce
     await tracker.publisher.publish([stalled(entry.ref, reason, str(exc))])
 
 
-async def poll_once(tracker: Tracker, exchange: Exchange, account: str, name: str) -> None:
+async def poll_once(tracker: Tracker, exchange: Exchange, account: str, name: str, *,
+                    full: bool = True) -> None:
+    """One pass. ``full=False`` (an order stream is healthy): only due cancels and
+    pending lookups, no open-orders listing."""
     entries = tracker.live_entries(account, name)
     by_symbol: dict[str, list[Entry]] = defaultdict(list)
     for e in entries:
@@ -143,6 +146,10 @@ async def poll_once(tracker: Tracker, exchange: Exchange, account: str, name: st
             by_symbol[e.ref.symbol].append(e)
     now = time.time()
     for symbol, group in by_symbol.items():
+        if not full:
+            for e in group:
+                await _step(tracker, e, cancel_if_due(tracker, exchange, e))
+            continue
         listed = {o.id: o for o in await exchange.get_open_orders(symbol)}
         for i, e in enumerate(group):
             state = listed.get(e.order_id or "")
@@ -186,25 +193,48 @@ async def _step(tracker: Tracker, e: Entry, work: Awaitable[None]) -> None:
 
 
 async def follow_account(tracker: Tracker, account: str, name: str) -> None:
-    """Poll until no live order of (account, exchange) is left; never gives up on one."""
+    """Poll until no live order of (account, exchange) is left; never gives up on one.
+    With an order stream (worker.orders.stream) the open-orders listing slows down
+    while the stream is healthy."""
+    from worker.orders.stream import StreamFeed, order_stream
+
     s = tracker.settings
     backoff = 0.0
-    while True:
-        if not tracker.live_entries(account, name) and tracker.follower_done(account, name):
-            return
-        await asyncio.sleep(s.track_poll_s + backoff)
-        try:
-            exchange = await tracker.exchanges.get(account, name)
-            await poll_once(tracker, exchange, account, name)
-            backoff = 0.0
-        except asyncio.CancelledError:
-            raise
-        except ExchangeError as exc:
-            backoff = min(max(backoff * 2, s.track_poll_s), MAX_BACKOFF_S)
-            log.warning("following %s:%s failed: %r", account, name, exc)
-            if isinstance(exc, PermanentError):
-                for e in tracker.live_entries(account, name):
-                    await _alert(tracker, e, exc.reason, exc)
-        except Exception:
-            backoff = min(max(backoff * 2, s.track_poll_s), MAX_BACKOFF_S)
-            log.exception("following %s:%s failed", account, name)
+    feed: StreamFeed | None = None
+    try:
+        while True:
+            if not tracker.live_entries(account, name) and tracker.follower_done(account, name):
+                return
+            if feed is None:
+                await asyncio.sleep(s.track_poll_s + backoff)
+            else:
+                await feed.sleep(s.track_poll_s + backoff, backing_off=backoff > 0)
+            try:
+                exchange = await tracker.exchanges.get(account, name)
+                if feed is None and order_stream(exchange) is not None:
+                    feed = StreamFeed(tracker, exchange, account, name)
+                    feed.start()
+                if feed is None:
+                    await poll_once(tracker, exchange, account, name)
+                else:
+                    full = feed.full_pass_due()
+                    async with feed.lock:
+                        started = time.monotonic()
+                        await poll_once(tracker, exchange, account, name, full=full)
+                    if full:
+                        feed.reconciled(started)
+                backoff = 0.0
+            except asyncio.CancelledError:
+                raise
+            except ExchangeError as exc:
+                backoff = min(max(backoff * 2, s.track_poll_s), MAX_BACKOFF_S)
+                log.warning("following %s:%s failed: %r", account, name, exc)
+                if isinstance(exc, PermanentError):
+                    for e in tracker.live_entries(account, name):
+                        await _alert(tracker, e, exc.reason, exc)
+            except Exception:
+                backoff = min(max(backoff * 2, s.track_poll_s), MAX_BACKOFF_S)
+                log.exception("following %s:%s failed", account, name)
+    finally:
+        if feed is not None:
+            await feed.stop()

@@ -3,11 +3,13 @@
 Endpoints under /api/v3: ping, time, exchangeInfo, ticker/24hr, ticker/price,
 klines, account, order (POST/GET/DELETE, by orderId or origClientOrderId),
 openOrders, allOrders, myTrades, /sapi/v1/asset/tradeFee; USDⓈ-M futures under /fapi
-(binance_futures). Signed calls are checked like Binance does:
+(binance_futures), user-data streams with stream faults (binance_stream). Signed
+calls are checked like Binance does:
 X-MBX-APIKEY, HMAC-SHA256 ``signature`` over the query (GET/DELETE) or body
 (POST), ``timestamp`` within ``recvWindow``. Matching is the paper engine, one
 book per API key. Faults come from ``worker.lab.sim.faults``; the admin API
-(/_admin/faults, /_admin/stats, /_admin/price) lets other processes drive it.
+(/_admin/faults, /_admin/stream_faults, /_admin/stats, /_admin/price) lets other
+processes drive it.
 
 Run: ``python -m worker.lab.sim.binance --port 9100 --key K --secret S``.
 """
@@ -36,6 +38,7 @@ from worker.lab.sim.binance_json import (
     ticker_json,
     trade_json,
 )
+from worker.lab.sim.binance_stream import BinanceStreams
 from worker.lab.sim.faults import FaultPlan, answer_then_process
 from worker.settings import ExchangeConfig
 
@@ -50,6 +53,8 @@ def _group(request: web.Request) -> str:
     if path.endswith(("/openOrders", "/allOrders", "/myTrades", "/userTrades",
                       "/positionRisk")):
         return "query"
+    if path.endswith(("/userDataStream", "/listenKey")):
+        return "account"
     if path.endswith(("/account", "/balance", "/leverage", "/leverageBracket",
                       "/commissionRate", "/accountConfig", "/tradeFee")):
         return "account"
@@ -70,6 +75,7 @@ class BinanceSim:
         self.clock_offset_ms = 0
         """Binance's clock minus real time (negative: it runs behind the worker's)."""
         self._late: set[asyncio.Task[None]] = set()
+        self.streams = BinanceStreams(self)
         self.requests = 0
         self.by_endpoint: dict[str, int] = {}
         """Requests per ``METHOD /path`` (admin calls excluded)."""
@@ -95,7 +101,9 @@ class BinanceSim:
         r.add_get("/api/v3/myTrades", self.my_trades)
         r.add_get("/sapi/v1/asset/tradeFee", self.trade_fee)
         self.futures.routes(r)
+        self.streams.routes(r)
         r.add_post("/_admin/faults", self.set_faults)
+        r.add_post("/_admin/stream_faults", self.set_stream_faults)
         r.add_post("/_admin/price", self.set_price)
         r.add_get("/_admin/stats", self.stats)
         return app
@@ -109,6 +117,7 @@ class BinanceSim:
         return f"http://{host}:{self.port}"
 
     async def stop(self) -> None:
+        await self.streams.hub.close()
         if self.runner is not None:
             await self.runner.cleanup()
 
@@ -118,8 +127,8 @@ class BinanceSim:
 
     @web.middleware
     async def _middleware(self, request: web.Request, handler: Any) -> web.StreamResponse:
-        if request.path.startswith("/_admin"):
-            return await handler(request)  # type: ignore[no-any-return]
+        if request.path.startswith(("/_admin", "/ws", "/private/ws")):
+            return await handler(request)  # type: ignore[no-any-return]  # admin, streams
         self.requests += 1
         endpoint = f"{request.method} {request.path}"
         self.by_endpoint[endpoint] = self.by_endpoint.get(endpoint, 0) + 1
@@ -297,15 +306,21 @@ class BinanceSim:
             self.clock_offset_ms = int(body["clock_offset_ms"])
         return self._json({"ok": True})
 
+    async def set_stream_faults(self, request: web.Request) -> web.Response:
+        """Stream faults (see worker.lab.sim.streams)."""
+        self.streams.hub.set_faults(await request.json())
+        return self._json({"ok": True})
+
     async def set_price(self, request: web.Request) -> web.Response:
-        """``{"symbol": "BTC/USDT", "price": "30000"}``: moves the spot price of every
-        book there (the random walk goes on from it); resting limits that cross fill."""
+        """``{"symbol": "BTC/USDT", "price": "30000"}``: moves the price of every book
+        (spot and futures) there (the random walk goes on from it); resting limits that
+        cross fill."""
         body = await request.json()
         self.move_price(body["symbol"], Decimal(str(body["price"])))
         return self._json({"ok": True})
 
     def move_price(self, symbol: str, price: Decimal) -> None:
-        for book in self.books.values():
+        for book in (*self.books.values(), *self.futures.books.values()):
             line = book._book(symbol)  # the paper book's internals: lab code only
             line.price = price
             book._match(line)
@@ -328,6 +343,7 @@ class BinanceSim:
     async def stats(self, _: web.Request) -> web.Response:
         return self._json({"requests": self.requests, "by_endpoint": self.by_endpoint,
                            "injected": self.faults.injected,
+                           "streams": self.streams.hub.stats(),
                            "orders_per_client_id": self.orders_per_client_id()})
 
 

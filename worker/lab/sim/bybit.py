@@ -22,7 +22,8 @@ As Bybit documents it:
   it forgets closed orders: only history knows them;
 * /v5/order/history shows an order only ``history_delay_ms`` after it closed.
 
-Faults come from ``worker.lab.sim.faults`` (admin: /_admin/faults, /_admin/stats).
+The private WebSocket stream (``/v5/private``) is ``bybit_stream``. Faults come from
+``worker.lab.sim.faults`` (admin: /_admin/faults, /_admin/stream_faults, /_admin/stats).
 Run: ``python -m worker.lab.sim.bybit --port 9200 --key K --secret S``.
 """
 
@@ -44,6 +45,7 @@ from worker.exchange.models import OrderState
 from worker.exchange.paper import PaperExchange
 from worker.lab.sim import bybit_json as bj
 from worker.lab.sim.bybit_orders import BybitError, OrderDesk
+from worker.lab.sim.bybit_stream import BybitStreams
 from worker.lab.sim.faults import FaultPlan, answer_then_process
 from worker.lab.sim.positions import net_positions
 from worker.settings import ExchangeConfig
@@ -79,7 +81,10 @@ class BybitSim:
         self.clock_offset_ms = 0
         """Bybit's clock minus real time (negative: it runs behind the worker's)."""
         self._late: set[asyncio.Task[None]] = set()
+        self.streams = BybitStreams(self)
         self.requests = 0
+        self.by_endpoint: dict[str, int] = {}
+        """Requests per ``METHOD /path`` (admin calls and the stream excluded)."""
         self.runner: web.AppRunner | None = None
         self.port = 0
 
@@ -101,8 +106,10 @@ class BybitSim:
         for path, handler in (
                 ("/v5/order/create", self.create), ("/v5/order/cancel", self.cancel),
                 ("/v5/position/set-leverage", self.set_leverage),
-                ("/_admin/faults", self.set_faults), ("/_admin/restart", self.restart)):
+                ("/_admin/faults", self.set_faults), ("/_admin/restart", self.restart),
+                ("/_admin/stream_faults", self.set_stream_faults)):
             r.add_post(path, handler)
+        self.streams.routes(r)
         return app
 
     async def start(self, port: int = 0, host: str = "127.0.0.1") -> str:
@@ -114,6 +121,7 @@ class BybitSim:
         return f"http://{host}:{self.port}"
 
     async def stop(self) -> None:
+        await self.streams.hub.close()
         if self.runner is not None:
             await self.runner.cleanup()
 
@@ -127,9 +135,11 @@ class BybitSim:
 
     @web.middleware
     async def _middleware(self, request: web.Request, handler: Any) -> web.StreamResponse:
-        if request.path.startswith("/_admin"):
-            return await handler(request)  # type: ignore[no-any-return]
+        if request.path.startswith(("/_admin", "/v5/private")):
+            return await handler(request)  # type: ignore[no-any-return]  # admin, stream
         self.requests += 1
+        endpoint = f"{request.method} {request.path}"
+        self.by_endpoint[endpoint] = self.by_endpoint.get(endpoint, 0) + 1
         fault = self.faults.pick(_group(request))
         kind = fault.kind if fault else None
         if kind in ("500", "503"):
@@ -336,11 +346,24 @@ class BybitSim:
             self.clock_offset_ms = int(body["clock_offset_ms"])
         return web.json_response({"ok": True})
 
+    async def set_stream_faults(self, request: web.Request) -> web.Response:
+        """Stream faults (see worker.lab.sim.streams)."""
+        self.streams.hub.set_faults(await request.json())
+        return web.json_response({"ok": True})
+
     async def restart(self, _: web.Request) -> web.Response:
         """Simulate an exchange restart: realtime forgets every closed order."""
         for desk in self.desks.values():
             desk.restarted_at = time.monotonic()
         return web.json_response({"ok": True})
+
+    def move_price(self, symbol: str, price: Decimal) -> None:
+        """Moves the price of every book (spot and linear) there; crossing limits fill."""
+        for desk in self.desks.values():
+            for book in desk.books.values():
+                line = book._book(symbol)  # the paper book's internals: lab code only
+                line.price = price
+                book._match(line)
 
     def orders_per_client_id(self) -> dict[str, int]:
         counts: dict[str, int] = {}
@@ -352,7 +375,9 @@ class BybitSim:
         return counts
 
     async def stats(self, _: web.Request) -> web.Response:
-        return web.json_response({"requests": self.requests, "injected": self.faults.injected,
+        return web.json_response({"requests": self.requests, "by_endpoint": self.by_endpoint,
+                                  "injected": self.faults.injected,
+                                  "streams": self.streams.hub.stats(),
                                   "orders_per_client_id": self.orders_per_client_id()})
 
 
