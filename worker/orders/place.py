@@ -48,6 +48,7 @@ from functools import partial
 from schemas import Event, OrderFailed, OrderRejected, PlaceOrder, RejectReason
 from worker.errors import (
     AmbiguousOrderState,
+    AuthError,
     CommandError,
     FenceLost,
     PermanentError,
@@ -127,6 +128,10 @@ async def _lookup(deps: Deps, exchange: Exchange, cmd: PlaceOrder, delivery: Del
     return state
 
 
+class AlreadyDecided(Exception):
+    """The tracker owns this command's order (or its doubt), or published its outcome."""
+
+
 async def _place(deps: Deps, cmd: PlaceOrder, order: ValidOrder, delivery: Delivery,
                  exchange: Exchange, ref: OrderRef) -> OrderState:
     """Inside the account's turn: the existing order, or a new one created once."""
@@ -135,9 +140,11 @@ async def _place(deps: Deps, cmd: PlaceOrder, order: ValidOrder, delivery: Deliv
     except TransientError as exc:
         raise LookupUnavailable(str(exc)) from exc
     except PermanentError as exc:
-        if delivery.redelivered or delivery.attempt > 1:
-            # e.g. the key lost its read permission: an earlier holder may have created
-            # it, so this is no refusal; the tracker finds out (issue 10 #7)
+        if delivery.redelivered or delivery.attempt > 1 or isinstance(exc, AuthError):
+            # e.g. the key lost its read permission: an earlier holder, or an earlier copy
+            # of this command (a strategy may publish one twice), may have created it, so
+            # this is no refusal; the tracker finds out and alerts while it cannot look
+            # (issue 10 #7). Other refusals of a first delivery (an unknown symbol) stand.
             raise AmbiguousOrderState(f"lookup refused: {exc}") from exc
         raise
     if state is not None:
@@ -148,6 +155,11 @@ async def _place(deps: Deps, cmd: PlaceOrder, order: ValidOrder, delivery: Deliv
     if known is not None and known.phase == "tombstone" and not known.terminal:
         # the cancel's record arrived while this command waited out the settle window
         raise CanceledBeforePlacement(TOMBSTONED)
+    if known is not None and (known.terminal or known.phase == "pending"
+                              or (known.live and known.accepted.is_set())):
+        # while this copy waited out the settle window, the tracker learned the command
+        # (its record came round) or even published its outcome: that stands
+        raise AlreadyDecided(ref.client_order_id)
     s = deps.settings
     check_fresh(cmd.created_at, datetime.now(UTC), s.max_command_age_s, s.max_clock_skew_s)
     await check_risk(order, exchange, s.risk, spot=deps.exchanges.is_spot(cmd.exchange),
@@ -209,6 +221,8 @@ async def handle_place(cmd: PlaceOrder, deps: Deps, delivery: Delivery) -> Outco
                 break
             except AmbiguousOrderState as exc:
                 return await _hand_over(deps, cmd, ref, exc)
+            except AlreadyDecided:
+                return ACK  # the tracker owns it, or its outcome is published
             except FenceLost as exc:
                 # another worker may hold it now: publish nothing, decide nothing
                 log.warning("lost hold of the command, leaving it to the broker: %s", exc)

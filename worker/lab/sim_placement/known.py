@@ -20,9 +20,6 @@ class Profile:
 
 
 OPEN: dict[str, str] = {
-    "read_refused": "issue 10 #7, what is left: a first delivery whose lookup is refused "
-                    "(auth) is OrderRejected, and a later copy of the command, judged afresh, "
-                    "places it (refusals are not remembered) (make sim SEED=319)",
     "unfenced": "issue 10 #2 (opt-in fault), what is left: creates are fenced, but a "
                 "partitioned worker's cancel handler, resumed after fence_s, can still publish "
                 "cancel_rejected(order_not_found) and a tombstone for an order that exists "
@@ -35,4 +32,4 @@ TOLERATED: dict[str, str] = {
                        "exchange unreachable, adds cancel_rejected (make sim SEED=2428)",
 }
 FULL = Profile()
-GATED = Profile(faults=DEFAULT_FAULTS - {"read_refused"})
+GATED = Profile(faults=DEFAULT_FAULTS)

@@ -26,6 +26,7 @@ from worker.lab.sim_placement.schedule import Cmd, Schedule
 from worker.lab.sim_placement.vclock import EPOCH, VirtualLoop, use, wall_skew
 from worker.metrics import Metrics
 from worker.orders import follow as _follow  # noqa: F401  (imported lazily by the tracker)
+from worker.orders import stream as _stream  # noqa: F401  (imported lazily by follow)
 from worker.orders.tracker import Tracker
 from worker.ports import Deps
 from worker.settings import Settings
