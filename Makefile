@@ -26,11 +26,10 @@ broker:
 demo: install broker
 	EXCHANGE=$(EXCHANGE) $(BIN)/python -m worker demo
 
-# most tests in parallel (they wait on the broker and the exchange servers, not the CPU);
-# then, alone, the few that restart the broker or measure latency (marked serial)
+# most tests in parallel, the broker-restarting ones beside them on a node of their own,
+# then the latency measurement alone (deploy/run-tests.sh)
 test: install broker
-	$(BIN)/python -m pytest -q -n 4 -m "not serial"
-	$(BIN)/python -m pytest -q -m serial
+	@bash deploy/run-tests.sh
 
 test-fast: install
 	$(BIN)/python -m pytest -q tests/unit

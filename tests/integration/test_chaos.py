@@ -11,7 +11,7 @@ from worker.lab.chaos import Chaos, ok, run
 
 
 @pytest.mark.slow
-@pytest.mark.serial
+@pytest.mark.restarts_broker
 @pytest.mark.timeout(400)
 async def test_chaos_nothing_lost_nothing_doubled(amqp_url: str) -> None:
     chaos = Chaos(amqp_url, orders=400, workers=2, rate_per_s=60, kill_every_s=3,

@@ -114,7 +114,7 @@ async def _kill(proc: asyncio.subprocess.Process) -> None:
     await asyncio.sleep(3)
 
 
-@pytest.mark.serial
+@pytest.mark.restarts_broker
 async def test_resting_order_survives_kill_broker_restart_and_two_failovers(
         amqp_url: str) -> None:
     if not _local_node(amqp_url):
