@@ -145,6 +145,7 @@ async def _place(deps: Deps, cmd: PlaceOrder, order: ValidOrder, delivery: Deliv
     state = None
     try:
         if why is not None:
+            log.info("an earlier attempt is possible (%s): looking the order up first", why)
             state = await _lookup(deps, exchange, cmd, delivery, ref.client_order_id)
     except TransientError as exc:
         raise LookupUnavailable(str(exc)) from exc
