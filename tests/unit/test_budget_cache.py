@@ -124,3 +124,15 @@ async def test_ledger_fetches_once_applies_own_orders_and_reconciles() -> None:
     await asyncio.sleep(0)
     await asyncio.sleep(0)
     assert fetches == 2 and (await ledger.get(fetch))["USDT"].free == 1000
+
+
+def test_bybit_endpoint_quota_headers() -> None:
+    from worker.exchange.bybit import LIMITS
+
+    acct = AccountBudget(IpBudget(LIMITS))
+    acct.on_response({"X-Bapi-Limit": "10", "X-Bapi-Limit-Status": "1"}, 200,
+                     "https://api.bybit.com/v5/order/create?x=1")
+    assert acct.orders["creates_1s"].used == 9
+    acct.on_response({"X-Bapi-Limit": "50", "X-Bapi-Limit-Status": "0"}, 200,
+                     "https://api.bybit.com/v5/order/realtime")
+    assert acct.orders["creates_1s"].used == 9  # another endpoint's quota

@@ -71,6 +71,11 @@ class RateSpec:
     """response header (lower case) -> IP window it reports."""
     order_headers: Mapping[str, str] = field(default_factory=dict)
     """response header (lower case) -> account order window it reports."""
+    endpoint_windows: Mapping[str, str] = field(default_factory=dict)
+    """URL path ending -> account order window that the endpoint's remaining-quota
+    headers (``remaining_headers``) report (Bybit's per-endpoint limits)."""
+    remaining_headers: tuple[str, str] = ("x-bapi-limit", "x-bapi-limit-status")
+    """(limit, remaining) headers of ``endpoint_windows``."""
 
 
 UNLIMITED = RateSpec(ip_windows={})
@@ -135,12 +140,20 @@ class AccountBudget:
         ip.requests += 1
         ip.weight += weight
 
-    def on_response(self, headers: Mapping[str, str], status: int | None) -> None:
+    def on_response(self, headers: Mapping[str, str], status: int | None,
+                    url: str = "") -> None:
         """Feed the exchange's usage headers (names in any case) and status."""
         lower = {k.lower(): v for k, v in headers.items()}
+        spec = self.ip.spec
         self.ip.on_headers(lower, status)
         now = self.ip.clock()
-        for name, window in self.ip.spec.order_headers.items():
+        for name, window in spec.order_headers.items():
             value = lower.get(name)
             if value is not None and value.isdigit() and window in self.orders:
                 self.orders[window].observe(float(value), now)
+        path = url.split("?", 1)[0]
+        for ending, window in spec.endpoint_windows.items():
+            limit, left = (lower.get(h, "") for h in spec.remaining_headers)
+            if path.endswith(ending) and limit.isdigit() and left.isdigit() \
+                    and window in self.orders:
+                self.orders[window].observe(float(limit) - float(left), now)

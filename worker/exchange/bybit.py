@@ -31,10 +31,12 @@ _CANCELED = frozenset({"PartiallyFilledCanceled", "Deactivated"})
 LIMITS = RateSpec(
     ip_windows={"requests_5s": (600, 5)},
     order_windows={"creates_1s": (10, 1)},
-    default_weight=1)
+    default_weight=1,
+    endpoint_windows={"/v5/order/create": "creates_1s"})
 """Bybit v5 ("Rate Limit Rules"): 600 requests per 5 s per IP; per account per endpoint
 per second, the strictest being order creation (10/s on derivatives; spot allows 20).
-Every call weighs 1 against the IP; creates also count in their own 1 s window."""
+Every call weighs 1 against the IP; creates also count in their own 1 s window, corrected
+by the endpoint's ``X-Bapi-Limit`` / ``X-Bapi-Limit-Status`` answer headers."""
 
 
 class BybitExchange(CCXTAdapter):

@@ -45,7 +45,8 @@ class CcxtCached(CcxtReads):
 
         def on_rest_response(code: Any, reason: Any, url: Any, method: Any,
                              headers: Mapping[str, str], body: Any, *rest: Any) -> Any:
-            budget.on_response(headers or {}, code if isinstance(code, int) else None)
+            budget.on_response(headers or {}, code if isinstance(code, int) else None,
+                               url if isinstance(url, str) else "")
             return original(code, reason, url, method, headers, body, *rest)
 
         client.on_rest_response = on_rest_response

@@ -21,6 +21,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from schemas import PlaceOrder
+from schemas.commands import encode_command
 from schemas.events import OrderFilled
 from worker.broker.topology import delete
 from worker.client import OrderClient
@@ -50,6 +51,11 @@ async def paced(module: list[str], rate: int, seconds: float,
         try:
             await client.wait_for_workers()
             await asyncio.sleep(2.0)
+            now = datetime.now(UTC)  # built up front: the sender only publishes
+            bodies = [(f"p-{i}", f"acct{i % accounts}", encode_command(PlaceOrder(
+                command_id=f"p-{i}", account=f"acct{i % accounts}", exchange="paper",
+                symbol="BTC/USDT", side="buy", type="market", amount="0.001",
+                created_at=now))) for i in range(total)]
             collector = asyncio.create_task(collect())
             due: dict[str, float] = {}
             sends: list[asyncio.Task[None]] = []
@@ -62,12 +68,9 @@ async def paced(module: list[str], rate: int, seconds: float,
                 tick += 1
                 upto = min(total, int(rate * tick * TICK_S))
                 for i in range(n, upto):
-                    cmd = PlaceOrder(command_id=f"p-{i}", account=f"acct{i % accounts}",
-                                     exchange="paper", symbol="BTC/USDT", side="buy",
-                                     type="market", amount="0.001",
-                                     created_at=datetime.now(UTC))
-                    due[cmd.command_id] = slot
-                    sends.append(asyncio.create_task(client.send(cmd)))
+                    cid, account, body = bodies[i]
+                    due[cid] = slot
+                    sends.append(asyncio.create_task(client.publish_raw(body, account, cid)))
                 n = upto
             await asyncio.gather(*sends)
             lag = time.monotonic() - start - seconds
