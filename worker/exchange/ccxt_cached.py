@@ -8,6 +8,7 @@ from collections.abc import Mapping
 from decimal import Decimal
 from typing import Any
 
+from worker.errors import TransientError
 from worker.exchange.budget import UNLIMITED, AccountBudget, RateSpec
 from worker.exchange.ccxt_reads import CcxtReads
 from worker.exchange.ledger import BalanceLedger, order_delta
@@ -67,8 +68,14 @@ class CcxtCached(CcxtReads):
         return pick_prices(raw, symbols)
 
     async def risk_price(self, symbol: str, max_age_s: float) -> tuple[Decimal | None, float]:
-        """The cached last price of ``symbol`` and its age in seconds."""
-        return await self.venue.tickers.price(symbol, self._tickers, max_age_s)
+        """The cached last price of ``symbol`` and its age in seconds. TransientError
+        when no fresh one could be had because the exchange failed (retried by the
+        caller); an answer without the symbol leaves the price old (refused)."""
+        tickers = self.venue.tickers
+        price, age = await tickers.price(symbol, self._tickers, max_age_s)
+        if (price is None or age > max_age_s) and tickers.error is not None:
+            raise TransientError(f"no fresh price of {symbol}: {tickers.error}")
+        return price, age
 
     async def risk_balances(self) -> dict[str, Balance]:
         """Balances from the ledger (the exchange's last answer + our own orders since)."""

@@ -35,6 +35,8 @@ class TickerCache:
         """symbol -> when a caller last asked for it."""
         self._inflight: asyncio.Task[None] | None = None
         self.fetches = 0
+        self.error: Exception | None = None
+        """Why the last refresh failed (None: it succeeded)."""
 
     def _refresh(self, fetch: Fetch) -> asyncio.Task[None]:
         if self._inflight is None or self._inflight.done():
@@ -49,8 +51,9 @@ class TickerCache:
             got = await fetch(symbols)
         except Exception as exc:  # the caller sees an old price or none; never a wrong one
             log.warning("ticker refresh failed: %r", exc)
+            self.error = exc
             return
-        self.fetches += 1
+        self.fetches, self.error = self.fetches + 1, None
         at = self.clock()
         for symbol, price in got.items():
             self.prices[symbol] = (price, at)

@@ -28,7 +28,8 @@ BPS = Decimal(10_000)
 @runtime_checkable
 class CachedRiskState(Protocol):
     """Risk inputs from cache: a price with its age in seconds (None: none could be
-    had), and balances from a local ledger."""
+    had; TransientError when the exchange failed to give one), and balances from a
+    local ledger."""
 
     async def risk_price(self, symbol: str, max_age_s: float
                          ) -> tuple[Decimal | None, float]: ...
