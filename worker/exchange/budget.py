@@ -7,7 +7,8 @@ capacity can be used in a burst: a call waits only when its window is spent, unt
 the window turns. The exchange's usage headers (``X-MBX-USED-WEIGHT-1M``,
 ``X-MBX-ORDER-COUNT-10S``, Bybit's ``X-Bapi-Limit-Status``) correct the local
 count upwards: they include what every other process on the same IP (or account)
-spent. A 429/418 with ``Retry-After`` stops every call on the IP until then.
+spent. A 429/418 with ``Retry-After`` stops every call on the IP until then (without
+one, only the refused call backs off, through its retry policy).
 
 Sharing: one ``IpBudget`` per exchange per worker, used by all its accounts; one
 ``AccountBudget`` per (account, exchange) on top of it. N workers on one IP see each
@@ -108,9 +109,9 @@ class IpBudget:
             value = headers.get(name)
             if value is not None and value.isdigit() and window in self.windows:
                 self.windows[window].observe(float(value), now)
-        if status in (418, 429):
-            retry = headers.get("retry-after", "")
-            self.pause(float(retry) if retry.isdigit() else 1.0)
+        retry = headers.get("retry-after", "")
+        if status in (418, 429) and retry.isdigit():
+            self.pause(float(retry))  # without one, the call's own retry backs off
 
 
 class AccountBudget:

@@ -389,8 +389,12 @@ def main() -> None:
     parser.add_argument("--key", action="append", default=[])
     parser.add_argument("--secret", action="append", default=[])
     parser.add_argument("--fill-ratio", default="1")
+    parser.add_argument("--enforce-weight", type=int, default=0,
+                        help="answer 429 + Retry-After beyond this weight per minute (0: off)")
     args = parser.parse_args()
     sim = BinanceSim(dict(zip(args.key, args.secret, strict=True)), fill_ratio=args.fill_ratio)
+    if args.enforce_weight:
+        sim.limits.enforce, sim.limits.weight_limit = True, args.enforce_weight
 
     async def serve() -> None:
         url = await sim.start(args.port)
