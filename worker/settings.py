@@ -154,6 +154,10 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=
     """A cancel the exchange has not confirmed after this long is sent again."""
     max_command_age_s: Positive = 300.0
     """Commands older than this are refused as stale (existing orders still reconciled)."""
+    lookup_before_create: Literal["when_needed", "always"] = "when_needed"
+    """Look an order up by client id before creating it: only when an earlier attempt of
+    the command is possible (redelivered, marked re-send, seen before; see
+    worker.orders.lookup), or always (publishers that re-send without the mark)."""
     max_clock_skew_s: Annotated[float, Meta(ge=0)] = 5.0
     """Tolerated clock difference for command timestamps from the future."""
     retry_attempts: Count = 5

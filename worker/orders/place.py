@@ -140,7 +140,8 @@ async def _place(deps: Deps, cmd: PlaceOrder, order: ValidOrder, delivery: Deliv
     why = needs_lookup(ref.client_order_id, cmd.created_at, delivery, deps.seen,
                        known=deps.tracker.get(ref.client_order_id) is not None,
                        now=datetime.now(UTC), max_age_s=deps.settings.max_command_age_s,
-                       max_skew_s=deps.settings.max_clock_skew_s)
+                       max_skew_s=deps.settings.max_clock_skew_s,
+                       always=deps.settings.lookup_before_create == "always")
     deps.seen.add(ref.client_order_id)
     state = None
     try:
