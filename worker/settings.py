@@ -69,7 +69,8 @@ class ExchangeConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_f
     """HTTP timeout of one exchange request."""
     rate_limit: bool = True
     """Client-side rate limiting: the worker's budget of the exchange's documented limits
-    (binance, bybit; fed by its usage headers, ccxt's own limiter off), else ccxt's."""
+    (binance, bybit; fed by its usage headers, ccxt's own limiter off), else ccxt's.
+    false: none (a 429's Retry-After is still honoured)."""
     clock_skew_ms: Annotated[int, Meta(ge=0, le=60_000)] = 1000
     """Worst clock difference the exchange accepts: how far its clock may run behind this
     host's. Added to the settle window (a request executes until its timestamp plus

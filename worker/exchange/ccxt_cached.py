@@ -28,7 +28,8 @@ class CcxtCached(CcxtReads):
         return UNLIMITED
 
     def attach(self, venue: Venue | None) -> None:
-        self.venue = venue or Venue(self.rate_spec(self.config.market_type),
+        spec = self.rate_spec(self.config.market_type) if self.config.rate_limit else UNLIMITED
+        self.venue = venue or Venue(spec,
                                     share=self.config.rate_share,
                                     ticker_refresh_s=self.config.ticker_refresh_s)
         self.budget = AccountBudget(self.venue.budget)

@@ -15,6 +15,7 @@ from typing import Any
 import msgspec
 
 from worker.errors import AuthError, UnknownExchange
+from worker.exchange.budget import UNLIMITED
 from worker.exchange.credentials import Credentials, load_credentials
 from worker.exchange.paper import PaperExchange
 from worker.exchange.ports import Exchange
@@ -43,7 +44,8 @@ def _adapter(klass: type, name: str, cfg: ExchangeConfig, creds: Credentials | N
     if venues is not None and hasattr(klass, "rate_spec"):
         venue = venues.get(name)
         if venue is None:
-            venue = venues[name] = Venue(klass.rate_spec(cfg.market_type),
+            spec = klass.rate_spec(cfg.market_type) if cfg.rate_limit else UNLIMITED
+            venue = venues[name] = Venue(spec,
                                          share=cfg.rate_share,
                                          ticker_refresh_s=cfg.ticker_refresh_s)
     exchange: Exchange = klass(name, cfg, creds, retry=retry_policy(settings, metrics),
