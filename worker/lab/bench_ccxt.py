@@ -109,8 +109,9 @@ async def _worker(url: str, orders: int, accounts: int) -> dict[str, float]:
     prefix = f"owbench-{uuid.uuid4().hex[:6]}"
     keys = _keys(accounts)
     env = dict(os.environ, AMQP_URL=AMQP_URL, OW_PREFIX=prefix, OW_LOG_LEVEL="WARNING",
-               OW_EXCHANGES=json.dumps({"binance": {"driver": "binance", "live": True,
-                                                    "urls": {"rest": url}}}))
+               OW_EXCHANGES=json.dumps({"binance": {
+                   "driver": "binance", "live": True, "urls": {"rest": url},
+                   "rate_limit": os.environ.get("BENCH_RATE_LIMIT", "1") == "1"}}))
     for account, key, secret in keys:
         env[f"OW_CRED_{account.upper()}_BINANCE_API_KEY"] = key
         env[f"OW_CRED_{account.upper()}_BINANCE_SECRET"] = secret
@@ -120,10 +121,12 @@ async def _worker(url: str, orders: int, accounts: int) -> dict[str, float]:
         client.listeners.append(queue)
 
         async def collect(want: set[str], done: asyncio.Event) -> None:
-            while want - filled.keys():
+            left = set(want)
+            while left:
                 event = await queue.get()
                 if isinstance(event, OrderFilled):
                     filled[event.command_id] = time.time()
+                    left.discard(event.command_id)
                 elif isinstance(event, OrderRejected):
                     raise SystemExit(f"bench order rejected: {event}")
             done.set()
@@ -184,6 +187,9 @@ async def _sim(accounts: int) -> tuple[asyncio.subprocess.Process, str]:
 
 
 async def run(orders: int, accounts: int) -> dict[str, dict[str, float]]:
+    """Each side gets a fresh simulator: Binance counts weight per IP and clock minute,
+    so one side's use must not eat into the other's minute."""
+    results: dict[str, dict[str, float]] = {}
     sim, url = await _sim(accounts)
     try:
         bare = await asyncio.create_subprocess_exec(
@@ -191,7 +197,12 @@ async def run(orders: int, accounts: int) -> dict[str, dict[str, float]]:
             "--orders", str(orders), "--accounts", str(accounts),
             stdout=asyncio.subprocess.PIPE)
         out, _ = await bare.communicate()
-        results = {"bare ccxt create loop": json.loads(out.decode().strip().splitlines()[-1])}
+        results["bare ccxt create loop"] = json.loads(out.decode().strip().splitlines()[-1])
+    finally:
+        sim.terminate()
+        await sim.wait()
+    sim, url = await _sim(accounts)
+    try:
         results["worker (binance sim)"] = await _worker(url, orders, accounts)
     finally:
         sim.terminate()
