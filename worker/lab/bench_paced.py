@@ -49,7 +49,7 @@ async def paced(module: list[str], rate: int, seconds: float,
 
         proc = await asyncio.create_subprocess_exec(sys.executable, "-m", *module, env=env)
         try:
-            await client.wait_for_workers()
+            await client.wait_for_workers(60)
             await asyncio.sleep(2.0)
             now = datetime.now(UTC)  # built up front: the sender only publishes
             bodies = [(f"p-{i}", f"acct{i % accounts}", encode_command(PlaceOrder(
