@@ -26,8 +26,8 @@ and once a create was sent the outcome is only ever "found" or "confirmed absent
 (``placement.place_once``); a duplicate-id refusal is ambiguous, never a rejection.
 The one case no worker can see, a publisher sending one command id twice as two
 first publishes without the header, is a client contract breach (README); the placement
-simulation shows it doubles orders (13 of 3000 gated schedules when its duplicate
-publishes are unmarked, as many as main when marked). ``OrderClient`` marks every send
+simulation shows it doubles orders (14 of 3000 gated schedules when its duplicate
+publishes are unmarked, none when marked). ``OrderClient`` marks every send
 of a command id after its first, re-sends after a lost confirm and repeated ``send``
 calls alike; ``OW_LOOKUP_BEFORE_CREATE=always`` restores the lookup for publishers that
 cannot.
