@@ -40,6 +40,8 @@ lint: install
 
 bench: install broker
 	$(BIN)/python -m worker.lab.bench
+	$(BIN)/python -m worker.lab.bench_ccxt
+	$(BIN)/python -m worker.lab.bench_paced
 	$(BIN)/python -m worker.lab.bench_tracking
 
 # exchange requests/minute for one account with 1, 100 and 1000 resting orders (issue 9)

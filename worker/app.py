@@ -36,6 +36,7 @@ from worker.broker.publisher import RabbitPublisher
 from worker.broker.topology import Names, declare, declare_tracking
 from worker.crashpoints import CrashPoints
 from worker.exchange.factory import ExchangeFactory
+from worker.gctune import settle_heap
 from worker.metrics import Metrics
 from worker.orders.deadwatch import DeadLetter, on_dead_letter
 from worker.orders.tracker import Tracker
@@ -108,6 +109,7 @@ class Worker:
             self._standby_task = asyncio.create_task(self._subscribe_later(others))
         watch = await channel.declare_queue(self.names.dead_watch_queue, passive=True)
         self._subscriptions.append((watch, await watch.consume(self._on_dead_letter)))
+        settle_heap()
         self.ready = True
         log.info("worker started", extra={"preferred_shards": sorted(preferred),
                                           "shards": s.shards})

@@ -41,7 +41,13 @@ from schemas.ids import canonical_account
 from worker.broker.connect import connect_robust
 from worker.broker.contract import Contract, mismatch, read_contract
 from worker.broker.publisher import send_with_reconnect
-from worker.broker.topology import Names, command_key, event_routing_key, shard_for
+from worker.broker.topology import (
+    REPUBLISH_HEADER,
+    Names,
+    command_key,
+    event_routing_key,
+    shard_for,
+)
 from worker.client_log import (
     InvalidCommandError,
     NoWorkerError,
@@ -53,6 +59,9 @@ from worker.client_log import (
 from worker.errors import CommandError
 from worker.messages import explain_json
 from worker.orders.validation import validate_place
+
+SENT_IDS_KEPT = 100_000
+"""Command ids whose sends this client counts (the oldest forgotten first)."""
 
 __all__ = ["InvalidCommandError", "NoWorkerError", "OrderClient", "OrderClientError",
            "OutcomeTimeoutError", "TopologyMismatchError", "validate_command"]
@@ -92,6 +101,8 @@ class OrderClient:
         self._commands: AbstractExchange | None = None
         self._attach_lock = asyncio.Lock()
         self._sent: OrderedDict[str, str] = OrderedDict()  # command id -> account (hints)
+        self._sends: OrderedDict[str, int] = OrderedDict()
+        """command id -> how often this client sent it (re-sends carry REPUBLISH_HEADER)."""
 
     @property
     def names(self) -> Names:
@@ -237,13 +248,25 @@ class OrderClient:
         await self._attach()
         assert self._commands is not None
         exchange = self._commands
-        message = aio_pika.Message(body, delivery_mode=aio_pika.DeliveryMode.PERSISTENT,
-                                   content_type="application/json", message_id=message_id)
+        sends = self._sends.pop(message_id, 0) if message_id else 0
         for attempt in (1, 2):
             shards = self.names.shards
             key = command_key(shard_for(canonical_account(account), shards), shards)
 
             def publish(key: str = key) -> Awaitable[object]:
+                # every send of this command id after its first (a re-send after an
+                # unconfirmed publish, or the application sending it again) is marked:
+                # an earlier copy may be queued or done, so the worker looks it up first
+                nonlocal sends
+                sends += 1
+                if message_id:
+                    self._sends[message_id] = sends
+                    if len(self._sends) > SENT_IDS_KEPT:
+                        self._sends.popitem(last=False)
+                message = aio_pika.Message(
+                    body, delivery_mode=aio_pika.DeliveryMode.PERSISTENT,
+                    content_type="application/json", message_id=message_id,
+                    headers={REPUBLISH_HEADER: sends} if sends > 1 else None)
                 return exchange.publish(message, key, mandatory=True, timeout=30)
 
             try:

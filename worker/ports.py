@@ -17,6 +17,7 @@ from schemas.tracking import TrackOrder
 from worker.crashpoints import NO_CRASH, CrashPoints
 from worker.exchange.ports import Exchange
 from worker.metrics import Metrics
+from worker.orders.lookup import SeenCommands
 from worker.settings import Settings
 
 if TYPE_CHECKING:
@@ -88,6 +89,9 @@ class Delivery:
     attempt: int = 1
     final_attempt: bool = False
     redelivered: bool = False
+    published_attempt: int = 1
+    """The publisher's own attempt (``REPUBLISH_HEADER``): >1 when the client sent the
+    command again after an unconfirmed publish (see worker.orders.lookup)."""
     shard: int = 0
     received_at: float = field(default_factory=lambda: time.monotonic())
     """When this delivery arrived (monotonic); bounds when a previous one last acted."""
@@ -105,3 +109,5 @@ class Deps:
     metrics: Metrics
     tracker: Tracker
     crash: CrashPoints = NO_CRASH
+    seen: SeenCommands = field(default_factory=SeenCommands.from_now)
+    """Client ids this process started to place (worker.orders.lookup)."""

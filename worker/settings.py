@@ -38,6 +38,8 @@ class RiskLimits(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_field
     """Refuse orders the free balance cannot pay for (spot)."""
     fee_buffer_bps: Bps = 20
     """Extra share of the order value kept free for fees in the balance check."""
+    max_price_age_s: Positive = 5.0
+    """Price protection refuses an order when the cached price is older than this."""
 
     def __post_init__(self) -> None:
         for name in ("max_notional", "max_position"):
@@ -66,7 +68,9 @@ class ExchangeConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_f
     timeout_ms: Annotated[int, Meta(ge=1)] = 10_000
     """HTTP timeout of one exchange request."""
     rate_limit: bool = True
-    """ccxt's client-side rate limiter."""
+    """Client-side rate limiting: the worker's budget of the exchange's documented limits
+    (binance, bybit; fed by its usage headers, ccxt's own limiter off), else ccxt's.
+    false: none (a 429's Retry-After is still honoured)."""
     clock_skew_ms: Annotated[int, Meta(ge=0, le=60_000)] = 1000
     """Worst clock difference the exchange accepts: how far its clock may run behind this
     host's. Added to the settle window (a request executes until its timestamp plus
@@ -78,6 +82,13 @@ class ExchangeConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_f
     (Bybit documents delayed order history; Binance may answer -2013 for a moment).
     Added to the settle window: "absent" is trusted only from a lookup made after the
     last moment an earlier create could execute *and* become visible."""
+    rate_share: Annotated[float, Meta(gt=0, le=1)] = 1.0
+    """This worker's share of the IP's request-weight limit: 1/N when N workers share
+    one IP (each also sees the others' use in the exchange's usage headers)."""
+    ticker_refresh_s: Positive = 1.0
+    """Risk prices: one batched ticker call per exchange refreshes them once older."""
+    balance_refresh_s: Positive = 30.0
+    """Risk balances: the local ledger is reconciled with the exchange once older."""
     paper_balances: dict[str, Decimal] = {}
     """Paper driver: starting balances per currency."""
     paper_prices: dict[str, Decimal] = {}
@@ -144,6 +155,14 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=
     """A cancel the exchange has not confirmed after this long is sent again."""
     max_command_age_s: Positive = 300.0
     """Commands older than this are refused as stale (existing orders still reconciled)."""
+    lookup_before_create: Literal["when_needed", "always"] = "always"
+    """Look an order up by client id before creating it: always (the default: safe with
+    any publisher, one extra request per order), or only when an earlier attempt of the
+    command is possible (redelivered, marked re-send, seen before; see
+    worker.orders.lookup). ``when_needed`` saves that request but relies on every
+    publisher marking a command it sends again (OrderClient does; a strategy that
+    restarts and re-sends with a fresh client does not): unmarked duplicates reaching
+    two worker processes can be placed twice."""
     max_clock_skew_s: Annotated[float, Meta(ge=0)] = 5.0
     """Tolerated clock difference for command timestamps from the future."""
     retry_attempts: Count = 5

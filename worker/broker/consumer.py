@@ -24,7 +24,7 @@ from schemas import OrderRejected, RejectReason, client_order_id
 from schemas.tracking import TrackBatch, TrackOrder
 from worker.broker.fence import BrokerFences
 from worker.broker.publisher import RabbitPublisher
-from worker.broker.topology import Names, shard_for, shard_of_key
+from worker.broker.topology import REPUBLISH_HEADER, Names, shard_for, shard_of_key
 from worker.logs import bind
 from worker.orders.events import OrderRef, refusal
 from worker.orders.handlers import handle
@@ -101,6 +101,7 @@ class CommandConsumer:
         self.deps.tracker.warmth.seen(shard)
         delivery = Delivery(attempt=attempt, redelivered=bool(message.redelivered), turn=turn,
                             shard=shard, fence=self.fences.for_message(message),
+                            published_attempt=_published_attempt(message),
                             final_attempt=attempt > self.deps.settings.delivery_limit)
         await self._guarded(message, self._run(message, cmd, delivery), turn)
 
@@ -161,6 +162,11 @@ class CommandConsumer:
 def _delivery_count(message: AbstractIncomingMessage) -> int:
     value = (message.headers or {}).get("x-delivery-count", 0)
     return value if isinstance(value, int) else 0
+
+
+def _published_attempt(message: AbstractIncomingMessage) -> int:
+    value = (message.headers or {}).get(REPUBLISH_HEADER, 1)
+    return value if isinstance(value, int) else 2  # unreadable: assume a re-send
 
 
 async def _settle(message: AbstractIncomingMessage, outcome: Outcome) -> None:

@@ -102,6 +102,9 @@ class Topology:
     dead_queue: AbstractQueue
 
 
+REPUBLISH_HEADER = "x-ow-attempt"
+"""Set by a publisher on a command it sends again after an unconfirmed publish (2, 3...):
+the worker then looks the order up before creating it (worker.orders.lookup)."""
 QUORUM: dict[str, Any] = {"x-queue-type": "quorum"}
 
 

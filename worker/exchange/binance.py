@@ -23,6 +23,7 @@ from typing import Any
 import msgspec
 
 from worker.errors import AmbiguousOrderState, ExchangeError, OrderNotFound, TransientError
+from worker.exchange.budget import RateSpec
 from worker.exchange.ccxt_adapter import LINEAR_DERIVATIVES, CCXTAdapter
 from worker.exchange.ccxt_parse import single_fee, sum_fees
 from worker.exchange.models import OrderRequest, OrderState
@@ -33,10 +34,38 @@ _HOSTS = ("https://api.binance.com", "https://testnet.binance.vision",
           "https://demo-fapi.binance.com")
 
 
+SPOT_LIMITS = RateSpec(
+    ip_windows={"weight_1m": (6000, 60)},
+    order_windows={"orders_10s": (100, 10), "orders_1d": (200_000, 86_400)},
+    weights={"create_order": 1, "cancel_order": 1, "fetch_order": 4, "fetch_open_orders": 6,
+             "fetch_orders": 20, "fetch_my_trades": 20, "fetch_balance": 20,
+             "load_markets": 20, "fetch_ticker": 2, "fetch_tickers": 2, "fetch_ohlcv": 2,
+             "fetch_trading_fees": 1, "fetch_trading_fee": 1, "fetch_positions": 20},
+    ip_headers={"x-mbx-used-weight-1m": "weight_1m"},
+    order_headers={"x-mbx-order-count-10s": "orders_10s", "x-mbx-order-count-1d": "orders_1d"})
+"""Binance spot (REST API docs, "LIMITS" and each endpoint's weight): request weight
+6000 per minute per IP; 100 orders per 10 s and 200,000 per day per account."""
+FUTURES_LIMITS = RateSpec(
+    ip_windows={"weight_1m": (2400, 60)},
+    order_windows={"orders_10s": (300, 10), "orders_1m": (1200, 60)},
+    weights={"create_order": 0, "cancel_order": 1, "fetch_order": 1, "fetch_open_orders": 1,
+             "fetch_orders": 5, "fetch_my_trades": 5, "fetch_balance": 5, "load_markets": 1,
+             "fetch_ticker": 1, "fetch_tickers": 40, "fetch_ohlcv": 5, "fetch_positions": 5,
+             "fetch_trading_fee": 20},
+    ip_headers={"x-mbx-used-weight-1m": "weight_1m"},
+    order_headers={"x-mbx-order-count-10s": "orders_10s", "x-mbx-order-count-1m": "orders_1m"})
+"""Binance USDⓈ-M futures: weight 2400 per minute per IP; 300 orders per 10 s and 1200
+per minute per account (a new order costs no IP weight)."""
+
+
 class BinanceExchange(CCXTAdapter):
     client_id_param = "newClientOrderId"
     default_ccxt_id = "binance"
     fetch_market_types = LINEAR_DERIVATIVES
+
+    @classmethod
+    def rate_spec(cls, market_type: str) -> RateSpec:
+        return SPOT_LIMITS if market_type == "spot" else FUTURES_LIMITS
 
     def request_window_s(self) -> float:
         """Binance processes a signed request only while ``serverTime - timestamp <=

@@ -21,16 +21,32 @@ from typing import Any
 import msgspec
 
 from worker.errors import OrderNotFound
+from worker.exchange.budget import RateSpec
 from worker.exchange.ccxt_adapter import LINEAR_DERIVATIVES, CCXTAdapter
 from worker.exchange.models import OrderRequest, OrderState
 
 _CANCELED = frozenset({"PartiallyFilledCanceled", "Deactivated"})
 
 
+LIMITS = RateSpec(
+    ip_windows={"requests_5s": (600, 5)},
+    order_windows={"creates_1s": (10, 1)},
+    default_weight=1,
+    endpoint_windows={"/v5/order/create": "creates_1s"})
+"""Bybit v5 ("Rate Limit Rules"): 600 requests per 5 s per IP; per account per endpoint
+per second, the strictest being order creation (10/s on derivatives; spot allows 20).
+Every call weighs 1 against the IP; creates also count in their own 1 s window, corrected
+by the endpoint's ``X-Bapi-Limit`` / ``X-Bapi-Limit-Status`` answer headers."""
+
+
 class BybitExchange(CCXTAdapter):
     client_id_param = "orderLinkId"
     default_ccxt_id = "bybit"
     fetch_market_types = LINEAR_DERIVATIVES
+
+    @classmethod
+    def rate_spec(cls, market_type: str) -> RateSpec:
+        return LIMITS
 
     def request_window_s(self) -> float:
         """Bybit v5 accepts a request while ``server_time - recv_window <= timestamp <

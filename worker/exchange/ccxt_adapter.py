@@ -34,13 +34,13 @@ import ccxt.pro as ccxt_pro
 from ccxt.base import errors as ce
 
 from worker import errors as we
+from worker.exchange.ccxt_cached import CcxtCached
 from worker.exchange.ccxt_parse import (
     can_find_closed_orders,
     deep_merge,
     parse_order,
     to_decimal,
 )
-from worker.exchange.ccxt_reads import CcxtReads
 from worker.exchange.ccxt_stream import CcxtStream
 from worker.exchange.credentials import Credentials
 from worker.exchange.models import MarketRules, OrderRequest, OrderState
@@ -48,6 +48,7 @@ from worker.exchange.placement import PlacementPolicy, place_once
 from worker.exchange.retry import RetryPolicy, call_with_retry
 from worker.exchange.seed_api import order_request
 from worker.exchange.signing import signing_create, watch_signing
+from worker.exchange.venue import Venue
 from worker.logs import REDACTOR
 from worker.settings import ExchangeConfig
 
@@ -95,7 +96,7 @@ def translate(exc: BaseException, *, creating: bool = False) -> we.ExchangeError
     return we.TransientError(msg)
 
 
-class CCXTAdapter(CcxtReads, CcxtStream):
+class CCXTAdapter(CcxtCached, CcxtStream):
     """Generic ccxt exchange; subclasses add per-exchange quirks. With ``stream: true``
     the client is ccxt.pro's (same REST) and ``watch_orders`` follows the private stream."""
 
@@ -106,7 +107,8 @@ class CCXTAdapter(CcxtReads, CcxtStream):
 
     def __init__(self, name: str, config: ExchangeConfig, credentials: Credentials | None,
                  *, retry: RetryPolicy | None = None,
-                 placement: PlacementPolicy | None = None) -> None:
+                 placement: PlacementPolicy | None = None, venue: Venue | None = None
+                 ) -> None:
         self.name = name
         self.config = config
         self._credentials = credentials
@@ -119,6 +121,7 @@ class CCXTAdapter(CcxtReads, CcxtStream):
         self.client: Any = None
         self.reconciliations = 0
         self._sent_once: set[str] = set()
+        self.attach(venue)
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}(name={self.name!r}, id={self.ccxt_id!r})"
@@ -154,7 +157,7 @@ class CCXTAdapter(CcxtReads, CcxtStream):
         if klass is None:
             raise we.UnknownExchange(f"ccxt has no exchange {self.ccxt_id!r}")
         params: dict[str, Any] = {
-            "enableRateLimit": cfg.rate_limit,
+            "enableRateLimit": cfg.rate_limit and not self.governs_rate,
             "timeout": cfg.timeout_ms,
             "options": deep_merge(self.default_options(), cfg.options),
         }
@@ -166,6 +169,7 @@ class CCXTAdapter(CcxtReads, CcxtStream):
         client = klass(params)
         client.options["maxRetriesOnFailure"] = 0  # a create is never re-sent blindly
         watch_signing(client)
+        self.hook_responses(client)
         if cfg.sandbox:
             client.set_sandbox_mode(True)
         if cfg.urls:
@@ -194,7 +198,7 @@ class CCXTAdapter(CcxtReads, CcxtStream):
             self.check_capabilities()
             if self.config.stream:
                 self.hook_stream()
-            await self._call("load_markets", self.client.load_markets)
+            await self.load_markets_once()
         except BaseException:
             await self.client.close()
             raise
@@ -207,6 +211,7 @@ class CCXTAdapter(CcxtReads, CcxtStream):
 
     async def _call(self, op: str, fn: Any, *args: Any, **kw: Any) -> Any:
         async def once() -> Any:
+            await self.budget.acquire(op)
             try:
                 return await fn(*args, **kw)
             except we.ExchangeError:
@@ -286,6 +291,7 @@ class CCXTAdapter(CcxtReads, CcxtStream):
     async def create_order(self, req: OrderRequest) -> OrderState:
         """One create call; never retried here (see placement.place_once)."""
         amount, price = self._precise(req)
+        await self.budget.acquire("create_order", orders=1)
         try:
             with signing_create():
                 raw = await self.client.create_order(req.symbol, req.type, req.side, amount,
@@ -297,10 +303,11 @@ class CCXTAdapter(CcxtReads, CcxtStream):
         state = self.parse_order(raw, req)
         if state.status == "open" and state.filled == 0 and not raw.get("status"):
             try:  # ack-only response: accepted, state unknown until looked up
-                return await self.get_order(req.symbol, state.id)
+                state = await self.get_order(req.symbol, state.id)
             except we.ExchangeError as exc:
                 raise we.AmbiguousOrderState(
                     f"order {state.id} accepted, follow-up lookup failed: {exc}") from exc
+        self.on_placed(state)
         return state
 
     async def find_order(self, symbol: str, client_order_id: str) -> OrderState | None:

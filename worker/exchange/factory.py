@@ -15,10 +15,13 @@ from typing import Any
 import msgspec
 
 from worker.errors import AuthError, UnknownExchange
+from worker.exchange.budget import UNLIMITED
 from worker.exchange.credentials import Credentials, load_credentials
 from worker.exchange.paper import PaperExchange
 from worker.exchange.ports import Exchange
 from worker.exchange.standalone import ExchangeType, create_exchange
+from worker.exchange.venue import Venue
+from worker.gctune import freeze_new
 from worker.logs import REDACTOR
 from worker.messages import suggest
 from worker.metrics import Metrics
@@ -31,12 +34,23 @@ Builder = Callable[[str, ExchangeConfig, Credentials | None, Settings], Exchange
 
 
 def _adapter(klass: type, name: str, cfg: ExchangeConfig, creds: Credentials | None,
-             settings: Settings, metrics: Metrics | None = None) -> Exchange:
-    """Build a ccxt adapter class (CCXTAdapter's constructor) with our policies."""
+             settings: Settings, metrics: Metrics | None = None,
+             venues: dict[str, Venue] | None = None) -> Exchange:
+    """Build a ccxt adapter class (CCXTAdapter's constructor) with our policies; the
+    accounts of one exchange share a ``Venue`` (request budget, markets, tickers)."""
     if creds is None and not cfg.options.get("allow_public_only"):
         raise AuthError(f"no credentials configured for exchange {name!r}")
+    venue = None
+    if venues is not None and hasattr(klass, "rate_spec"):
+        venue = venues.get(name)
+        if venue is None:
+            spec = klass.rate_spec(cfg.market_type) if cfg.rate_limit else UNLIMITED
+            venue = venues[name] = Venue(spec,
+                                         share=cfg.rate_share,
+                                         ticker_refresh_s=cfg.ticker_refresh_s)
     exchange: Exchange = klass(name, cfg, creds, retry=retry_policy(settings, metrics),
-                               placement=placement_policy(settings, metrics))
+                               placement=placement_policy(settings, metrics),
+                               **({"venue": venue} if venue is not None else {}))
     return exchange
 
 
@@ -60,6 +74,8 @@ class ExchangeFactory:
         for driver, (module, cls) in _BUILT_IN.items():
             self._drivers[driver] = self._lazy(module, cls)
         self._live: dict[tuple[str, str], Exchange] = {}
+        self.venues: dict[str, Venue] = {}
+        """What the accounts of one exchange share (budget, markets, tickers)."""
         self._locks: dict[tuple[str, str], asyncio.Lock] = {}
 
     def _paper(self, name: str, cfg: ExchangeConfig, creds: Credentials | None,
@@ -71,7 +87,7 @@ class ExchangeFactory:
         def build(name: str, cfg: ExchangeConfig, creds: Credentials | None,
                   settings: Settings) -> Exchange:
             return _adapter(getattr(importlib.import_module(module), cls), name, cfg, creds,
-                            settings, self.metrics)
+                            settings, self.metrics, self.venues)
         return build
 
     def register(self, driver: str, target: type | Builder) -> None:
@@ -79,7 +95,8 @@ class ExchangeFactory:
         ``(name, config, credentials, settings) -> Exchange`` for anything else."""
         if isinstance(target, type):
             klass = target
-            self._drivers[driver] = lambda n, c, cr, s: _adapter(klass, n, c, cr, s, self.metrics)
+            self._drivers[driver] = lambda n, c, cr, s: _adapter(klass, n, c, cr, s, self.metrics,
+                                                                 self.venues)
         else:
             self._drivers[driver] = target
 
@@ -134,6 +151,7 @@ class ExchangeFactory:
                 REDACTOR.add(*creds.secrets())
             client = builder(exchange, cfg, creds, self.settings)
             await client.__aenter__()
+            freeze_new()  # its markets and ccxt state live as long as the worker
             self._live[key] = client
             return client
 

@@ -19,6 +19,7 @@ from aio_pika.abc import AbstractIncomingMessage
 from schemas import OrderAccepted, OrderFilled, PlaceOrder, client_order_id, event_id
 from schemas.commands import decode_command
 from worker.broker.connect import connect_robust
+from worker.broker.contract import Contract, write_contract
 from worker.broker.publisher import RabbitPublisher
 from worker.broker.topology import Names, declare
 from worker.settings import load_settings
@@ -30,6 +31,10 @@ async def main() -> None:
     conn = await connect_robust(s.amqp_url, reconnect_interval=5.0)
     pub_channel = await conn.channel(publisher_confirms=True, on_return_raises=True)
     topo = await declare(pub_channel, names, s.delivery_limit, s.quorum_group_size)
+    # the shard contract, as a worker writes it: OrderClient routes by it
+    await write_contract(pub_channel, names, Contract(
+        prefix=s.prefix, shards=s.shards, delivery_limit=s.delivery_limit,
+        quorum_group_size=s.quorum_group_size, track_cycle_s=s.track_cycle_s))
     publisher = RabbitPublisher(topo.events, topo.dlx)
     channel = await conn.channel()
     await channel.set_qos(prefetch_count=s.prefetch)

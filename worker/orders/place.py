@@ -1,6 +1,7 @@
 """Placement: a PlaceOrder's intake ends when the exchange has the order (or surely not).
 
-    validate -> account turn [registry -> lookup -> (redelivered: settle + fence) ->
+    validate -> account turn [registry -> lookup only if an earlier attempt is possible
+    (worker.orders.lookup.needs_lookup) -> (redelivered: settle + fence) ->
     fresh? risk -> create once] -> OrderAccepted (+ immediate fills) and the tracking
     record in one confirmed batch -> ack
 
@@ -62,6 +63,7 @@ from worker.exchange.retry import RetryPolicy, _delay, call_with_retry
 from worker.logs import bind
 from worker.orders.events import OrderRef, accepted, cancel_done, progress, ref_of, refusal
 from worker.orders.follow import cancel_ref
+from worker.orders.lookup import needs_lookup
 from worker.orders.registry import Entry
 from worker.orders.risk import check_risk
 from worker.orders.validation import ValidOrder, check_fresh, validate_place
@@ -135,8 +137,17 @@ class AlreadyDecided(Exception):
 async def _place(deps: Deps, cmd: PlaceOrder, order: ValidOrder, delivery: Delivery,
                  exchange: Exchange, ref: OrderRef) -> OrderState:
     """Inside the account's turn: the existing order, or a new one created once."""
+    why = needs_lookup(ref.client_order_id, cmd.created_at, delivery, deps.seen,
+                       known=deps.tracker.get(ref.client_order_id) is not None,
+                       now=datetime.now(UTC), max_age_s=deps.settings.max_command_age_s,
+                       max_skew_s=deps.settings.max_clock_skew_s,
+                       always=deps.settings.lookup_before_create == "always")
+    deps.seen.add(ref.client_order_id)
+    state = None
     try:
-        state = await _lookup(deps, exchange, cmd, delivery, ref.client_order_id)
+        if why is not None:
+            log.info("an earlier attempt is possible (%s): looking the order up first", why)
+            state = await _lookup(deps, exchange, cmd, delivery, ref.client_order_id)
     except TransientError as exc:
         raise LookupUnavailable(str(exc)) from exc
     except PermanentError as exc:

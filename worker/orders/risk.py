@@ -2,20 +2,50 @@
 
 Checks, in order: exchange minimums, max notional, price protection (limit
 price band against the ticker; market reference price against
-``max_slippage_bps``), position limit, free balance.
+``max_slippage_bps``; a price older than ``max_price_age_s`` refuses), position
+limit, free balance.
+
+An exchange that keeps cached state (``CachedRiskState``: the ccxt adapters' ticker
+cache and balance ledger) answers from it, so the steady state sends no request
+for the check; any other is asked directly.
 """
 
 from __future__ import annotations
 
 from decimal import Decimal
+from typing import Protocol, runtime_checkable
 
 from schemas import RejectReason
 from worker.errors import InvalidOrder, RiskRejected
+from worker.exchange.models import Balance
 from worker.exchange.ports import Exchange
 from worker.orders.validation import ValidOrder
 from worker.settings import RiskLimits
 
 BPS = Decimal(10_000)
+
+
+@runtime_checkable
+class CachedRiskState(Protocol):
+    """Risk inputs from cache: a price with its age in seconds (None: none could be
+    had; TransientError when the exchange failed to give one), and balances from a
+    local ledger."""
+
+    async def risk_price(self, symbol: str, max_age_s: float
+                         ) -> tuple[Decimal | None, float]: ...
+
+    async def risk_balances(self) -> dict[str, Balance]: ...
+
+
+async def _price(exchange: Exchange, symbol: str, limits: RiskLimits) -> Decimal:
+    if not isinstance(exchange, CachedRiskState):
+        return await exchange.get_ticker_price(symbol)
+    price, age = await exchange.risk_price(symbol, limits.max_price_age_s)
+    if price is None or age > limits.max_price_age_s:
+        raise RiskRejected(RejectReason.RISK_PRICE_PROTECTION,
+                           f"no price of {symbol} younger than {limits.max_price_age_s}s "
+                           f"(the last is {age:.1f}s old)")
+    return price
 
 
 def _price_protection(order: ValidOrder, ticker: Decimal, limits: RiskLimits) -> None:
@@ -44,7 +74,7 @@ async def check_risk(order: ValidOrder, exchange: Exchange, limits: RiskLimits,
     The position limit counts resting orders as if they filled, and sums every leg
     (hedge mode reports a long and a short position for one symbol)."""
     cmd = order.command
-    ticker = await exchange.get_ticker_price(cmd.symbol)
+    ticker = await _price(exchange, cmd.symbol, limits)
     rules = await exchange.get_market_rules(cmd.symbol)
     ref_price = order.price if cmd.type == "limit" and order.price is not None else ticker
     notional = order.amount * ref_price
@@ -58,7 +88,8 @@ async def check_risk(order: ValidOrder, exchange: Exchange, limits: RiskLimits,
     _price_protection(order, ticker, limits)
 
     signed = order.amount if cmd.side == "buy" else -order.amount
-    balances = await exchange.get_balances()
+    balances = await (exchange.risk_balances() if isinstance(exchange, CachedRiskState)
+                      else exchange.get_balances())
     current = Decimal(0)
     if spot:  # the position is the base-asset holding
         current = balances[rules.base].total if rules.base in balances else Decimal(0)

@@ -126,6 +126,7 @@ class Tracker:
         entry.terminal, entry.final = True, state
         self._terminal_at[entry.ref.client_order_id] = time.monotonic()
         self.exposure.remove(entry.ref.client_order_id)
+        self._prune()  # finished entries go even when no record comes round (rate-limited)
         if not first:
             return
         outcome = "failed" if state is None else {"closed": "filled"}.get(state.status,

@@ -38,6 +38,7 @@ from worker.lab.sim.binance_json import (
     ticker_json,
     trade_json,
 )
+from worker.lab.sim.binance_limits import Limits, weight_of
 from worker.lab.sim.binance_stream import BinanceStreams
 from worker.lab.sim.faults import FaultPlan, answer_then_process
 from worker.settings import ExchangeConfig
@@ -76,6 +77,7 @@ class BinanceSim:
         """Binance's clock minus real time (negative: it runs behind the worker's)."""
         self._late: set[asyncio.Task[None]] = set()
         self.streams = BinanceStreams(self)
+        self.limits = Limits()
         self.requests = 0
         self.by_endpoint: dict[str, int] = {}
         """Requests per ``METHOD /path`` (admin calls excluded)."""
@@ -132,6 +134,25 @@ class BinanceSim:
         self.requests += 1
         endpoint = f"{request.method} {request.path}"
         self.by_endpoint[endpoint] = self.by_endpoint.get(endpoint, 0) + 1
+        query = request.query
+        used, retry = self.limits.spend(weight_of(
+            request.method, request.path, "symbol" in query or request.method == "POST",
+            query.get("symbols", "").count(",") + 1))
+        if retry is not None:
+            return web.json_response(
+                {"code": -1003, "msg": "Too much request weight used; current limit is "
+                 f"{self.limits.weight_limit} request weight per 1 MINUTE."}, status=429,
+                headers={"Retry-After": str(int(retry) + 1), "X-MBX-USED-WEIGHT-1M": str(used)})
+        response = await self._answer(request, handler)
+        response.headers["X-MBX-USED-WEIGHT-1M"] = str(used)
+        if (request.method == "POST" and request.path.endswith("/order")
+                and response.status == 200):
+            count_10s, count_1d = self.limits.order(request.headers.get("X-MBX-APIKEY", ""))
+            response.headers["X-MBX-ORDER-COUNT-10S"] = str(count_10s)
+            response.headers["X-MBX-ORDER-COUNT-1D"] = str(count_1d)
+        return response
+
+    async def _answer(self, request: web.Request, handler: Any) -> web.StreamResponse:
         fault = self.faults.pick(_group(request))
         kind = fault.kind if fault else None
         if kind in ("500", "503"):
@@ -204,6 +225,11 @@ class BinanceSim:
 
     async def ticker(self, request: web.Request) -> web.Response:
         book = next(iter(self.books.values()))
+        if "symbols" in request.query:  # a JSON list: ["BTCUSDT","ETHUSDT"]
+            ids = [i.strip(' "') for i in request.query["symbols"].strip("[]").split(",")]
+            symbols = [self._symbol(book, i) for i in ids]
+            return self._json([ticker_json(s, await book.get_ticker_price(s))
+                               for s in symbols])
         symbol = self._symbol(book, request.query.get("symbol"))
         return self._json(ticker_json(symbol, await book.get_ticker_price(symbol)))
 
@@ -342,6 +368,7 @@ class BinanceSim:
 
     async def stats(self, _: web.Request) -> web.Response:
         return self._json({"requests": self.requests, "by_endpoint": self.by_endpoint,
+                           "weight": self.limits.total_weight,
                            "injected": self.faults.injected,
                            "streams": self.streams.hub.stats(),
                            "orders_per_client_id": self.orders_per_client_id()})
@@ -362,8 +389,12 @@ def main() -> None:
     parser.add_argument("--key", action="append", default=[])
     parser.add_argument("--secret", action="append", default=[])
     parser.add_argument("--fill-ratio", default="1")
+    parser.add_argument("--enforce-weight", type=int, default=0,
+                        help="answer 429 + Retry-After beyond this weight per minute (0: off)")
     args = parser.parse_args()
     sim = BinanceSim(dict(zip(args.key, args.secret, strict=True)), fill_ratio=args.fill_ratio)
+    if args.enforce_weight:
+        sim.limits.enforce, sim.limits.weight_limit = True, args.enforce_weight
 
     async def serve() -> None:
         url = await sim.start(args.port)

@@ -13,7 +13,7 @@ import asyncio
 import itertools
 from collections import deque
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 import msgspec
@@ -34,6 +34,8 @@ class Envelope:
     """command_id (with a publish number) or ``record``."""
     count: int = 0
     redelivered: bool = False
+    headers: dict[str, Any] = field(default_factory=dict)
+    """Publisher headers (a client re-send carries ``REPUBLISH_HEADER``)."""
 
 
 class SimChannel:
@@ -70,7 +72,7 @@ class SimMessage:
         self._broker, self._worker, self._env, self._tag = broker, worker, env, tag
         self._channel = worker.channel
         self.body, self.exchange = env.body, env.exchange
-        self.headers: dict[str, Any] = {"x-delivery-count": env.count}
+        self.headers: dict[str, Any] = {**env.headers, "x-delivery-count": env.count}
         self.redelivered = env.redelivered
         self.message_id = f"{env.label}#{tag}"
 
@@ -106,8 +108,10 @@ class SimBroker:
         """Single active consumer: the first one the broker still believes alive."""
         return self.consumers[0] if self.consumers else None
 
-    def publish(self, body: bytes, exchange: str, label: str) -> None:
-        self.ready.append(Envelope(next(self._seq), body, exchange, label))
+    def publish(self, body: bytes, exchange: str, label: str,
+                headers: dict[str, Any] | None = None) -> None:
+        self.ready.append(Envelope(next(self._seq), body, exchange, label,
+                                   headers=headers or {}))
         self._kick()
 
     def _kick(self) -> None:

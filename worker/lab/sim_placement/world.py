@@ -18,7 +18,7 @@ from schemas import CancelOrder, Event, PlaceOrder, client_order_id
 from schemas.tracking import TrackOrder
 from worker.broker.consumer import CommandConsumer
 from worker.broker.publisher import RabbitPublisher
-from worker.broker.topology import Names
+from worker.broker.topology import REPUBLISH_HEADER, Names
 from worker.exchange.ports import Exchange
 from worker.lab.sim_placement.broker import SimBroker, SimChannel, SimPublisher
 from worker.lab.sim_placement.exchange import SimExchange, SimOrder
@@ -266,7 +266,9 @@ class World:
         if c.kind == "cancel":
             self.hit("cancel")
         self.note(f"strategy: publish {c.command_id} (copy {copy})")
-        self.broker.publish(self._command(c), self.names.commands, f"{c.command_id}@{copy}")
+        # a copy is a re-send after an unconfirmed publish, marked as OrderClient marks it
+        self.broker.publish(self._command(c), self.names.commands, f"{c.command_id}@{copy}",
+                            {REPUBLISH_HEADER: copy} if copy > 1 else None)
 
     def labels(self) -> list[str]:
         out = []

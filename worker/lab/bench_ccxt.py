@@ -1,0 +1,242 @@
+"""``make bench`` (real path): the worker against a bare ccxt create loop, one run.
+
+Both place the same market orders (``--orders`` over ``--accounts`` accounts, one
+API key each) on the project's Binance simulator (``worker.lab.sim.binance``, its own
+process, answering with Binance's usage headers) through the real ccxt client:
+
+* bare ccxt loop: one ccxt client per account, each creating its share of the orders
+  one after another (32 accounts: 32 concurrent creates), no broker, no checks;
+* worker: ``python -m worker run`` with default settings, commands through the broker,
+  events back; throughput is orders over first publish -> last filled event.
+
+Each side first places one order per account (warm-up: markets, balances, prices),
+then the measured run. Printed per side: orders/s, p50/p99 of publish -> filled (bare:
+start -> create answered), HTTP requests and Binance request weight per order as the
+simulator counted them, CPU ms per order of the side's process. Ratios at the end.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import socket
+import statistics
+import sys
+import time
+import uuid
+from datetime import UTC, datetime
+from typing import Any
+
+import aiohttp
+
+from schemas import PlaceOrder, client_order_id
+from schemas.events import OrderFilled, OrderRejected
+from worker.broker.topology import delete
+from worker.client import OrderClient
+from worker.lab.bench import _cpu_seconds
+
+AMQP_URL = os.environ.get("AMQP_URL", "amqp://guest:guest@127.0.0.1:5672/")
+AMOUNT = "0.001"
+
+
+def _keys(accounts: int) -> list[tuple[str, str, str]]:
+    return [(f"acct{i}", f"bench-key-{i:04d}", f"bench-secret-{i:04d}") for i in range(accounts)]
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+async def _stats(url: str) -> dict[str, Any]:
+    async with aiohttp.ClientSession() as http, http.get(f"{url}/_admin/stats") as r:
+        body: dict[str, Any] = await r.json()
+    body.pop("orders_per_client_id", None)
+    return body
+
+
+def _summary(lat: list[float], orders: int, elapsed: float, cpu_s: float,
+             before: dict[str, Any], after: dict[str, Any]) -> dict[str, float]:
+    lat = sorted(lat)
+    return {"orders_per_s": orders / elapsed, "p50_ms": statistics.median(lat) * 1000,
+            "p99_ms": lat[max(0, int(len(lat) * 0.99) - 1)] * 1000,
+            "requests_per_order": (after["requests"] - before["requests"]) / orders,
+            "weight_per_order": (after["weight"] - before["weight"]) / orders,
+            "cpu_ms_per_order": cpu_s / orders * 1000}
+
+
+# -- bare ccxt loop (runs in its own process: ``bench_ccxt bare``) ----------------------
+async def _bare(url: str, orders: int, accounts: int) -> dict[str, float]:
+    from worker.exchange.binance import BinanceExchange
+    from worker.exchange.credentials import Credentials
+    from worker.settings import ExchangeConfig
+
+    cfg = ExchangeConfig(driver="binance", live=True, urls={"rest": url}, rate_limit=False)
+    clients = []
+    for _, key, secret in _keys(accounts):
+        client = BinanceExchange("binance", cfg, Credentials(key, secret)).build_client()
+        del client.on_rest_response  # the plain ccxt client, none of our hooks
+        await client.load_markets()
+        clients.append(client)
+    run = uuid.uuid4().hex[:6]
+
+    async def loop(k: int, client: Any, n: int, lat: list[float], t0: float) -> None:
+        for i in range(n):
+            await client.create_order("BTC/USDT", "market", "buy", AMOUNT, None, {
+                "newClientOrderId": client_order_id(f"acct{k}", f"bare-{run}-{k}-{i}"),
+                "newOrderRespType": "FULL"})
+            lat.append(time.monotonic() - t0)
+
+    await asyncio.gather(*(loop(k, c, 1, [], time.monotonic()) for k, c in enumerate(clients)))
+    before = await _stats(url)
+    cpu0, lat = time.process_time(), list[float]()
+    t0 = time.monotonic()
+    share = [orders // accounts + (1 if k < orders % accounts else 0) for k in range(accounts)]
+    await asyncio.gather(*(loop(k, c, share[k], lat, t0) for k, c in enumerate(clients)))
+    elapsed = time.monotonic() - t0
+    cpu = time.process_time() - cpu0
+    after = await _stats(url)
+    for c in clients:
+        await c.close()
+    return _summary(lat, orders, elapsed, cpu, before, after)
+
+
+# -- the worker -----------------------------------------------------------------------
+async def _worker(url: str, orders: int, accounts: int) -> dict[str, float]:
+    prefix = f"owbench-{uuid.uuid4().hex[:6]}"
+    keys = _keys(accounts)
+    # the bench's publisher is OrderClient, which marks re-sends: the one-request path
+    env = dict(os.environ, AMQP_URL=AMQP_URL, OW_PREFIX=prefix, OW_LOG_LEVEL="WARNING",
+               OW_LOOKUP_BEFORE_CREATE=os.environ.get("OW_LOOKUP_BEFORE_CREATE", "when_needed"),
+               OW_EXCHANGES=json.dumps({"binance": {
+                   "driver": "binance", "live": True, "urls": {"rest": url},
+                   "rate_limit": os.environ.get("BENCH_RATE_LIMIT", "1") == "1"}}))
+    for account, key, secret in keys:
+        env[f"OW_CRED_{account.upper()}_BINANCE_API_KEY"] = key
+        env[f"OW_CRED_{account.upper()}_BINANCE_SECRET"] = secret
+    async with OrderClient(AMQP_URL, prefix=prefix) as client:
+        filled: dict[str, float] = {}
+        queue: asyncio.Queue[Any] = asyncio.Queue()
+        client.listeners.append(queue)
+
+        async def collect(want: set[str], done: asyncio.Event) -> None:
+            left = set(want)
+            while left:
+                event = await queue.get()
+                if isinstance(event, OrderFilled):
+                    filled[event.command_id] = time.time()
+                    left.discard(event.command_id)
+                elif isinstance(event, OrderRejected):
+                    raise SystemExit(f"bench order rejected: {event}")
+            done.set()
+
+        async def batch(cmds: list[PlaceOrder]) -> dict[str, float]:
+            done = asyncio.Event()
+            collector = asyncio.create_task(collect({c.command_id for c in cmds}, done))
+            sent: dict[str, float] = {}
+            for i in range(0, len(cmds), 200):
+                now = time.time()
+                for c in cmds[i:i + 200]:
+                    sent[c.command_id] = now
+                await asyncio.gather(*(client.send(c) for c in cmds[i:i + 200]))
+            await asyncio.wait_for(done.wait(), 300)
+            collector.cancel()
+            return sent
+
+        def cmds(tag: str, n: int) -> list[PlaceOrder]:
+            return [PlaceOrder(command_id=f"{tag}-{i}", account=f"acct{i % accounts}",
+                               exchange="binance", symbol="BTC/USDT", side="buy",
+                               type="market", amount=AMOUNT, created_at=datetime.now(UTC))
+                    for i in range(n)]
+
+        proc = await asyncio.create_subprocess_exec(sys.executable, "-m", "worker", "run",
+                                                    env=env)
+        try:
+            # commands created within max_clock_skew_s of the worker's start are looked
+            # up first (worker.orders.lookup): the measured run comes after that
+            await client.wait_for_workers()
+            await batch(cmds("warm", accounts))  # answered: the worker is up
+            await asyncio.sleep(5.5)
+            before, cpu0 = await _stats(url), _cpu_seconds(proc.pid)
+            measured = cmds("run", orders)
+            start = time.time()
+            sent = await batch(measured)
+            elapsed = max(filled[c.command_id] for c in measured) - start
+            cpu = _cpu_seconds(proc.pid) - cpu0
+            after = await _stats(url)
+        finally:
+            proc.terminate()
+            await proc.wait()
+            assert client._channel is not None
+            await delete(client._channel, client.names)
+    lat = [filled[c] - sent[c] for c in sent]
+    return _summary(lat, orders, elapsed, cpu, before, after)
+
+
+async def _sim(accounts: int) -> tuple[asyncio.subprocess.Process, str]:
+    port = _free_port()
+    args = ["--port", str(port)]
+    for _, key, secret in _keys(accounts):
+        args += ["--key", key, "--secret", secret]
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "worker.lab.sim.binance", *args, stdout=asyncio.subprocess.PIPE)
+    assert proc.stdout is not None
+    await proc.stdout.readline()  # "binance simulator on ..."
+    return proc, f"http://127.0.0.1:{port}"
+
+
+async def run(orders: int, accounts: int) -> dict[str, dict[str, float]]:
+    """Each side gets a fresh simulator: Binance counts weight per IP and clock minute,
+    so one side's use must not eat into the other's minute."""
+    results: dict[str, dict[str, float]] = {}
+    sim, url = await _sim(accounts)
+    try:
+        bare = await asyncio.create_subprocess_exec(
+            sys.executable, "-m", "worker.lab.bench_ccxt", "bare", "--url", url,
+            "--orders", str(orders), "--accounts", str(accounts),
+            stdout=asyncio.subprocess.PIPE)
+        out, _ = await bare.communicate()
+        results["bare ccxt create loop"] = json.loads(out.decode().strip().splitlines()[-1])
+    finally:
+        sim.terminate()
+        await sim.wait()
+    sim, url = await _sim(accounts)
+    try:
+        results["worker (binance sim)"] = await _worker(url, orders, accounts)
+    finally:
+        sim.terminate()
+        await sim.wait()
+    return results
+
+
+def main() -> int:
+    p = argparse.ArgumentParser(description=__doc__)
+    p.add_argument("mode", nargs="?", default="compare", choices=["compare", "bare"])
+    p.add_argument("--orders", type=int, default=2000)
+    p.add_argument("--accounts", type=int, default=32)
+    p.add_argument("--url", default="")
+    args = p.parse_args()
+    if args.mode == "bare":
+        print(json.dumps(asyncio.run(_bare(args.url, args.orders, args.accounts))))
+        return 0
+    results = asyncio.run(run(args.orders, args.accounts))
+    print(f"{args.orders} market orders over {args.accounts} accounts, Binance simulator "
+          f"through ccxt, real broker {AMQP_URL}, after one warm-up order per account")
+    print(f"{'pipeline':<24}{'orders/s':>9}{'p50 ms':>8}{'p99 ms':>8}{'req/order':>10}"
+          f"{'weight/order':>13}{'cpu ms/order':>13}")
+    for name, r in results.items():
+        print(f"{name:<24}{r['orders_per_s']:>9.0f}{r['p50_ms']:>8.1f}{r['p99_ms']:>8.1f}"
+              f"{r['requests_per_order']:>10.2f}{r['weight_per_order']:>13.2f}"
+              f"{r['cpu_ms_per_order']:>13.2f}")
+    bare, worker = results["bare ccxt create loop"], results["worker (binance sim)"]
+    print(f"ratio worker / bare ccxt loop: {worker['orders_per_s'] / bare['orders_per_s']:.2f}"
+          f"  (target >= 0.50); worker requests/order {worker['requests_per_order']:.2f} "
+          f"(target 1), weight/order {worker['weight_per_order']:.2f} (target <= 2)")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
