@@ -64,7 +64,7 @@ sim: install
 	$(BIN)/python -m worker.lab.sim_placement $(if $(SEED),--seed $(SEED),--n $(N) --start $(START)) \
 		$(if $(GATED),--gated) $(if $(FAULTS),--faults=$(FAULTS)) $(if $(SKEW),--max-skew $(SKEW))
 
-# three local RabbitMQ nodes (owc1..3@localhost, AMQP 5781-5783) under var/cluster/
+# three local RabbitMQ nodes (owc1..3@localhost, AMQP 5781-5783) under /tmp/orderworker-cluster/
 cluster: install broker
 	$(BIN)/python -m worker.lab.cluster start
 

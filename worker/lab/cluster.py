@@ -9,7 +9,8 @@ package, no containers:
     owc3@localhost  amqp://127.0.0.1:5783  dist 25783
 
 Data, logs, config, enabled-plugins file and a cluster-only Erlang cookie live under
-``var/cluster/`` (``OW_CLUSTER_DIR``), owned by the ``rabbitmq`` user when run as root.
+``/tmp/orderworker-cluster/`` (``OW_CLUSTER_DIR``; outside the checkout, which the
+``rabbitmq`` user may not be able to enter), owned by that user when run as root.
 The machine's own node (5672) is never touched: every command names its node with ``-n``.
 ``start`` is idempotent (starts what is missing, joins what is not joined) and returns
 once all three nodes run as one cluster; ``stop`` stops the three nodes and removes the
@@ -61,7 +62,7 @@ class Node:
 
 
 def base_dir() -> Path:
-    return Path(os.environ.get("OW_CLUSTER_DIR", "var/cluster")).resolve()
+    return Path(os.environ.get("OW_CLUSTER_DIR", "/tmp/orderworker-cluster")).resolve()
 
 
 def nodes(base: Path | None = None) -> list[Node]:
