@@ -223,11 +223,28 @@ async def restart_broker() -> None:
     leaves the at-least-once dead-lettering supervisor dead, and every quorum queue with
     at-least-once dead-lettering then fails to elect a leader."""
     await _run("rabbitmqctl", "stop")
-    await _run("rabbitmq-server", "-detached")
-    for _ in range(60):
+    for _ in range(60):  # a node still registered under its name cannot start again
+        if not await _registered():
+            break
+        await asyncio.sleep(0.5)
+    for attempt in range(90):
+        if attempt % 30 == 0:  # launch (again, if the last launch did not come up)
+            await _run("rabbitmq-server", "-detached")
         if await _run("rabbitmqctl", "await_startup", "--timeout", "5") == 0:
             return
         await asyncio.sleep(1)
+
+
+async def _registered() -> bool:
+    """Whether the node (``RABBITMQ_NODENAME``, default ``rabbit``) is still in epmd."""
+    name = os.environ.get("RABBITMQ_NODENAME", "rabbit").split("@")[0]
+    try:
+        proc = await asyncio.create_subprocess_exec(
+            "epmd", "-names", stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.DEVNULL)
+    except OSError:  # no epmd on the PATH: nothing to wait for
+        return False
+    out, _ = await proc.communicate()
+    return f"name {name} at port" in out.decode(errors="replace")
 
 
 async def _mayhem(chaos: Chaos, fleet: Fleet, stop: asyncio.Event) -> None:
