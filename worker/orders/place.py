@@ -130,6 +130,17 @@ async def _lookup(deps: Deps, exchange: Exchange, cmd: PlaceOrder, delivery: Del
     return state
 
 
+def _tombstoned(known: Entry | None) -> bool:
+    """A cancel found no order for this client id: the command must not be placed."""
+    return known is not None and known.phase == "tombstone" and not known.terminal
+
+
+def _decided(known: Entry | None) -> bool:
+    """The tracker owns this command's order (or its doubt), or its outcome is published."""
+    return known is not None and (known.terminal or (known.live and (
+        known.accepted.is_set() or known.phase == "pending")))
+
+
 class AlreadyDecided(Exception):
     """The tracker owns this command's order (or its doubt), or published its outcome."""
 
@@ -163,11 +174,10 @@ async def _place(deps: Deps, cmd: PlaceOrder, order: ValidOrder, delivery: Deliv
         log.info("order exists, resuming", extra={"client_order_id": ref.client_order_id})
         return state
     known = deps.tracker.get(ref.client_order_id)
-    if known is not None and known.phase == "tombstone" and not known.terminal:
+    if _tombstoned(known):
         # the cancel's record arrived while this command waited out the settle window
         raise CanceledBeforePlacement(TOMBSTONED)
-    if known is not None and (known.terminal or known.phase == "pending"
-                              or (known.live and known.accepted.is_set())):
+    if _decided(known):
         # while this copy waited out the settle window, the tracker learned the command
         # (its record came round) or even published its outcome: that stands
         raise AlreadyDecided(ref.client_order_id)
@@ -213,15 +223,13 @@ async def handle_place(cmd: PlaceOrder, deps: Deps, delivery: Delivery) -> Outco
     give_up_at = time.monotonic() + settings.intake_budget_s
     async with delivery.turn:
         known = tracker.get(cid)
-        if known is not None and known.phase == "tombstone" and not known.terminal:
+        if _tombstoned(known):
             await _reject(deps, ref, order, RejectReason.CANCELED_BEFORE_PLACEMENT, TOMBSTONED)
             return ACK
-        if known is not None and known.live and (known.accepted.is_set()
-                                                 or known.phase == "pending"):
-            return ACK  # a copy of a command whose order (or its doubt) the tracker owns
-        if known is not None and known.terminal:
-            # a copy of a command whose outcome is published (confirmed) already: a lookup
-            # could miss the order (lagging history) and place it again
+        if _decided(known):
+            # a copy of a command whose order (or its doubt) the tracker owns, or whose
+            # outcome is published (confirmed) already: a lookup could miss the order
+            # (lagging history) and place it again
             return ACK
         attempt = 0
         while True:

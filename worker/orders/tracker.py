@@ -65,7 +65,7 @@ class Tracker:
         mine = self._by_account.get((account, exchange))
         if not mine:
             return []
-        return [e for e in mine.values() if not e.terminal and e.phase != "tombstone"]
+        return [e for e in mine.values() if e.live]
 
     def _put(self, entry: Entry) -> None:
         cid, ref = entry.ref.client_order_id, entry.ref
