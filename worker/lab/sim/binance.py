@@ -17,10 +17,10 @@ Run: ``python -m worker.lab.sim.binance --port 9100 --key K --secret S``.
 from __future__ import annotations
 
 import argparse
-import asyncio
 import hashlib
 import hmac
 import time
+from collections.abc import Iterator
 from decimal import Decimal
 from typing import Any
 from urllib.parse import parse_qsl
@@ -40,8 +40,7 @@ from worker.lab.sim.binance_json import (
 )
 from worker.lab.sim.binance_limits import Limits, weight_of
 from worker.lab.sim.binance_stream import BinanceStreams
-from worker.lab.sim.faults import FaultPlan, answer_then_process
-from worker.settings import ExchangeConfig
+from worker.lab.sim.server import SimError, SimServer, paper_config, serve_main
 
 _UNKNOWN = {"code": -1007, "msg": "Timeout waiting for response from backend server. Send "
                                   "status unknown; execution status unknown."}
@@ -62,32 +61,22 @@ def _group(request: web.Request) -> str:
     return "market"
 
 
-class BinanceSim:
+class BinanceSim(SimServer):
+    name = "binance"
+    unmetered = ("/_admin", "/ws", "/private/ws")
+
     def __init__(self, keys: dict[str, str], *, fill_ratio: str = "1",
                  balances: dict[str, Decimal] | None = None) -> None:
-        self.keys = keys
-        cfg = ExchangeConfig(paper_fill_ratio=Decimal(fill_ratio),
-                             paper_balances=balances or {"USDT": Decimal("100000000"),
-                                                         "BTC": Decimal("1000")})
+        super().__init__(keys)
+        cfg = paper_config(fill_ratio, balances)
         self.books = {key: PaperExchange("binance-sim", cfg, tick_s=0.02) for key in keys}
         self.futures = FuturesApi(self, {key: PaperExchange("binance-fapi", cfg, tick_s=0.02)
                                          for key in keys})
-        self.faults = FaultPlan()
-        self.clock_offset_ms = 0
-        """Binance's clock minus real time (negative: it runs behind the worker's)."""
-        self._late: set[asyncio.Task[None]] = set()
         self.streams = BinanceStreams(self)
         self.limits = Limits()
-        self.requests = 0
-        self.by_endpoint: dict[str, int] = {}
-        """Requests per ``METHOD /path`` (admin calls excluded)."""
-        self.runner: web.AppRunner | None = None
-        self.port = 0
 
     # -- plumbing ------------------------------------------------------------------
-    def app(self) -> web.Application:
-        app = web.Application(middlewares=[self._middleware])
-        r = app.router
+    def routes(self, r: web.UrlDispatcher) -> None:
         r.add_get("/api/v3/ping", self.ping)
         r.add_get("/api/v3/time", self.server_time)
         r.add_get("/api/v3/exchangeInfo", self.exchange_info)
@@ -104,36 +93,39 @@ class BinanceSim:
         r.add_get("/sapi/v1/asset/tradeFee", self.trade_fee)
         self.futures.routes(r)
         self.streams.routes(r)
-        r.add_post("/_admin/faults", self.set_faults)
-        r.add_post("/_admin/stream_faults", self.set_stream_faults)
         r.add_post("/_admin/price", self.set_price)
-        r.add_get("/_admin/stats", self.stats)
-        return app
 
-    async def start(self, port: int = 0, host: str = "127.0.0.1") -> str:
-        self.runner = web.AppRunner(self.app(), access_log=None)
-        await self.runner.setup()
-        site = web.TCPSite(self.runner, host, port)
-        await site.start()
-        self.port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
-        return f"http://{host}:{self.port}"
+    def group(self, request: web.Request) -> str:
+        return _group(request)
 
-    async def stop(self) -> None:
-        await self.streams.hub.close()
-        if self.runner is not None:
-            await self.runner.cleanup()
+    def all_books(self) -> Iterator[PaperExchange]:
+        yield from self.books.values()
+        yield from self.futures.books.values()
+
+    def stats_extra(self) -> dict[str, Any]:
+        return {"weight": self.limits.total_weight}
 
     @staticmethod
     def _json(body: Any, status: int = 200) -> web.Response:
         return web.json_response(body, status=status)
 
-    @web.middleware
-    async def _middleware(self, request: web.Request, handler: Any) -> web.StreamResponse:
-        if request.path.startswith(("/_admin", "/ws", "/private/ws")):
-            return await handler(request)  # type: ignore[no-any-return]  # admin, streams
-        self.requests += 1
-        endpoint = f"{request.method} {request.path}"
-        self.by_endpoint[endpoint] = self.by_endpoint.get(endpoint, 0) + 1
+    def fault_answer(self, kind: str) -> web.Response:
+        if kind in ("500", "503"):
+            return self._json({"code": -1001, "msg": "Internal error."}, int(kind))
+        if kind == "429":
+            return self._json({"code": -1003, "msg": "Too many requests."}, 429)
+        if kind == "500_after":
+            return self._json({"code": -1001, "msg": "Internal error; unable to process."},
+                              500)
+        return self._json(_UNKNOWN, 408)  # unknown, unknown_after
+
+    def error_answer(self, exc: SimError) -> web.Response:
+        assert isinstance(exc, BinanceError)
+        return self._json({"code": exc.code, "msg": exc.msg}, exc.status)
+
+    async def answer(self, request: web.Request, handler: Any) -> web.StreamResponse:
+        """Spends the request's weight first (429 + Retry-After past the limit) and
+        reports the usage headers, as Binance does."""
         query = request.query
         used, retry = self.limits.spend(weight_of(
             request.method, request.path, "symbol" in query or request.method == "POST",
@@ -143,45 +135,13 @@ class BinanceSim:
                 {"code": -1003, "msg": "Too much request weight used; current limit is "
                  f"{self.limits.weight_limit} request weight per 1 MINUTE."}, status=429,
                 headers={"Retry-After": str(int(retry) + 1), "X-MBX-USED-WEIGHT-1M": str(used)})
-        response = await self._answer(request, handler)
+        response = await self.with_faults(request, handler)
         response.headers["X-MBX-USED-WEIGHT-1M"] = str(used)
         if (request.method == "POST" and request.path.endswith("/order")
                 and response.status == 200):
             count_10s, count_1d = self.limits.order(request.headers.get("X-MBX-APIKEY", ""))
             response.headers["X-MBX-ORDER-COUNT-10S"] = str(count_10s)
             response.headers["X-MBX-ORDER-COUNT-1D"] = str(count_1d)
-        return response
-
-    async def _answer(self, request: web.Request, handler: Any) -> web.StreamResponse:
-        fault = self.faults.pick(_group(request))
-        kind = fault.kind if fault else None
-        if kind in ("500", "503"):
-            return self._json({"code": -1001, "msg": "Internal error."}, int(kind or 500))
-        if kind == "429":
-            return self._json({"code": -1003, "msg": "Too many requests."}, 429)
-        if kind == "unknown":
-            return self._json(_UNKNOWN, 408)
-        if kind == "unknown_late" and fault:
-            await request.read()
-            answer_then_process(request, handler, fault.delay_s, self._late)
-            return self._json(_UNKNOWN, 408)
-        if kind == "reset":
-            _drop(request)
-            raise web.HTTPServiceUnavailable()
-        if kind == "latency" and fault:
-            await request.read()  # the exchange has the request; it survives a disconnect
-            await asyncio.sleep(fault.delay_s)
-        try:
-            response: web.StreamResponse = await handler(request)
-        except BinanceError as exc:
-            response = self._json({"code": exc.code, "msg": exc.msg}, exc.status)
-        if kind == "500_after":
-            return self._json({"code": -1001, "msg": "Internal error; unable to process."}, 500)
-        if kind == "unknown_after":
-            return self._json(_UNKNOWN, 408)
-        if kind == "accept_drop":
-            _drop(request)
-            raise web.HTTPServiceUnavailable()
         return response
 
     async def _signed(self, request: web.Request) -> tuple[PaperExchange, dict[str, str]]:
@@ -325,18 +285,6 @@ class BinanceSim:
                            for s in symbols])
 
     # -- admin -----------------------------------------------------------------------
-    async def set_faults(self, request: web.Request) -> web.Response:
-        body = await request.json()
-        self.faults.set(body.get("rules", []), body.get("seed"))
-        if "clock_offset_ms" in body:
-            self.clock_offset_ms = int(body["clock_offset_ms"])
-        return self._json({"ok": True})
-
-    async def set_stream_faults(self, request: web.Request) -> web.Response:
-        """Stream faults (see worker.lab.sim.streams)."""
-        self.streams.hub.set_faults(await request.json())
-        return self._json({"ok": True})
-
     async def set_price(self, request: web.Request) -> web.Response:
         """``{"symbol": "BTC/USDT", "price": "30000"}``: moves the price of every book
         (spot and futures) there (the random walk goes on from it); resting limits that
@@ -345,12 +293,6 @@ class BinanceSim:
         self.move_price(body["symbol"], Decimal(str(body["price"])))
         return self._json({"ok": True})
 
-    def move_price(self, symbol: str, price: Decimal) -> None:
-        for book in (*self.books.values(), *self.futures.books.values()):
-            line = book._book(symbol)  # the paper book's internals: lab code only
-            line.price = price
-            book._match(line)
-
     async def open_client_ids(self) -> list[str]:
         """Client order ids of every order still open, over all books."""
         out = []
@@ -358,50 +300,21 @@ class BinanceSim:
             out += [o.client_order_id or "" for o in await book.get_open_orders()]
         return out
 
-    def orders_per_client_id(self) -> dict[str, int]:
-        counts: dict[str, int] = {}
-        for book in (*self.books.values(), *self.futures.books.values()):
-            for order in book._orders.values():
-                cid = order.req.client_order_id
-                counts[cid] = counts.get(cid, 0) + 1
-        return counts
-
-    async def stats(self, _: web.Request) -> web.Response:
-        return self._json({"requests": self.requests, "by_endpoint": self.by_endpoint,
-                           "weight": self.limits.total_weight,
-                           "injected": self.faults.injected,
-                           "streams": self.streams.hub.stats(),
-                           "orders_per_client_id": self.orders_per_client_id()})
-
 
 def _ms() -> int:
     return int(time.time() * 1000)
 
 
-def _drop(request: web.Request) -> None:
-    if request.transport is not None:
-        request.transport.abort()
-
-
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--port", type=int, default=9100)
-    parser.add_argument("--key", action="append", default=[])
-    parser.add_argument("--secret", action="append", default=[])
-    parser.add_argument("--fill-ratio", default="1")
-    parser.add_argument("--enforce-weight", type=int, default=0,
-                        help="answer 429 + Retry-After beyond this weight per minute (0: off)")
-    args = parser.parse_args()
-    sim = BinanceSim(dict(zip(args.key, args.secret, strict=True)), fill_ratio=args.fill_ratio)
-    if args.enforce_weight:
-        sim.limits.enforce, sim.limits.weight_limit = True, args.enforce_weight
+    def build(args: argparse.Namespace, keys: dict[str, str]) -> SimServer:
+        sim = BinanceSim(keys, fill_ratio=args.fill_ratio)
+        if args.enforce_weight:
+            sim.limits.enforce, sim.limits.weight_limit = True, args.enforce_weight
+        return sim
 
-    async def serve() -> None:
-        url = await sim.start(args.port)
-        print(f"binance simulator on {url}", flush=True)
-        await asyncio.Event().wait()
-
-    asyncio.run(serve())
+    serve_main(__doc__, 9100, build, lambda parser: parser.add_argument(
+        "--enforce-weight", type=int, default=0,
+        help="answer 429 + Retry-After beyond this weight per minute (0: off)"))
 
 
 if __name__ == "__main__":

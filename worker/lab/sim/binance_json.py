@@ -7,9 +7,10 @@ from decimal import Decimal
 from typing import Any
 
 from worker.exchange.models import OrderState
+from worker.lab.sim.server import SimError
 
 
-class BinanceError(Exception):
+class BinanceError(SimError):
     """Answered with HTTP ``status`` and ``{"code", "msg"}``."""
 
     def __init__(self, status: int, code: int, msg: str) -> None:

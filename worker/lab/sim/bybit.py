@@ -29,12 +29,11 @@ Run: ``python -m worker.lab.sim.bybit --port 9200 --key K --secret S``.
 
 from __future__ import annotations
 
-import argparse
-import asyncio
 import hashlib
 import hmac
 import json
 import time
+from collections.abc import Iterator
 from decimal import Decimal
 from typing import Any
 from urllib.parse import parse_qsl
@@ -46,9 +45,8 @@ from worker.exchange.paper import PaperExchange
 from worker.lab.sim import bybit_json as bj
 from worker.lab.sim.bybit_orders import BybitError, OrderDesk
 from worker.lab.sim.bybit_stream import BybitStreams
-from worker.lab.sim.faults import FaultPlan, answer_then_process
 from worker.lab.sim.positions import net_positions
-from worker.settings import ExchangeConfig
+from worker.lab.sim.server import SimError, SimServer, paper_config, serve_main
 
 CATEGORIES = ("spot", "linear")
 
@@ -66,32 +64,22 @@ def _group(request: web.Request) -> str:
     return "market"
 
 
-class BybitSim:
+class BybitSim(SimServer):
+    name = "bybit"
+    unmetered = ("/_admin", "/v5/private")
+
     def __init__(self, keys: dict[str, str], *, fill_ratio: str = "1",
                  balances: dict[str, Decimal] | None = None,
                  history_delay_ms: int = 0) -> None:
-        self.keys = keys
-        cfg = ExchangeConfig(paper_fill_ratio=Decimal(fill_ratio),
-                             paper_balances=balances or {"USDT": Decimal("100000000"),
-                                                         "BTC": Decimal("1000")})
+        super().__init__(keys)
+        cfg = paper_config(fill_ratio, balances)
         self.desks = {key: OrderDesk({c: PaperExchange(f"bybit-{c}", cfg, tick_s=0.02)
                                       for c in CATEGORIES}) for key in keys}
         self.history_delay_ms = history_delay_ms
-        self.faults = FaultPlan()
-        self.clock_offset_ms = 0
-        """Bybit's clock minus real time (negative: it runs behind the worker's)."""
-        self._late: set[asyncio.Task[None]] = set()
         self.streams = BybitStreams(self)
-        self.requests = 0
-        self.by_endpoint: dict[str, int] = {}
-        """Requests per ``METHOD /path`` (admin calls and the stream excluded)."""
-        self.runner: web.AppRunner | None = None
-        self.port = 0
 
     # -- plumbing ------------------------------------------------------------------
-    def app(self) -> web.Application:
-        app = web.Application(middlewares=[self._middleware])
-        r = app.router
+    def routes(self, r: web.UrlDispatcher) -> None:
         for path, handler in (
                 ("/v5/market/time", self.server_time),
                 ("/v5/market/instruments-info", self.instruments),
@@ -100,30 +88,25 @@ class BybitSim:
                 ("/v5/account/info", self.account_info),
                 ("/v5/account/wallet-balance", self.wallet), ("/v5/account/fee-rate", self.fees),
                 ("/v5/order/realtime", self.realtime), ("/v5/order/history", self.history),
-                ("/v5/execution/list", self.executions), ("/v5/position/list", self.positions),
-                ("/_admin/stats", self.stats)):
+                ("/v5/execution/list", self.executions), ("/v5/position/list", self.positions)):
             r.add_get(path, handler)
         for path, handler in (
                 ("/v5/order/create", self.create), ("/v5/order/cancel", self.cancel),
                 ("/v5/position/set-leverage", self.set_leverage),
-                ("/_admin/faults", self.set_faults), ("/_admin/restart", self.restart),
-                ("/_admin/stream_faults", self.set_stream_faults)):
+                ("/_admin/restart", self.restart)):
             r.add_post(path, handler)
         self.streams.routes(r)
-        return app
 
-    async def start(self, port: int = 0, host: str = "127.0.0.1") -> str:
-        self.runner = web.AppRunner(self.app(), access_log=None)
-        await self.runner.setup()
-        site = web.TCPSite(self.runner, host, port)
-        await site.start()
-        self.port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
-        return f"http://{host}:{self.port}"
+    def group(self, request: web.Request) -> str:
+        return _group(request)
 
-    async def stop(self) -> None:
-        await self.streams.hub.close()
-        if self.runner is not None:
-            await self.runner.cleanup()
+    def all_books(self) -> Iterator[PaperExchange]:
+        for desk in self.desks.values():
+            yield from desk.books.values()
+
+    def admin_extra(self, body: dict[str, Any]) -> None:
+        if "history_delay_ms" in body:
+            self.history_delay_ms = int(body["history_delay_ms"])
 
     @staticmethod
     def _ok(result: Any) -> web.Response:
@@ -133,43 +116,18 @@ class BybitSim:
     def _err(code: int, msg: str) -> web.Response:
         return web.json_response(bj.envelope(None, code, msg))
 
-    @web.middleware
-    async def _middleware(self, request: web.Request, handler: Any) -> web.StreamResponse:
-        if request.path.startswith(("/_admin", "/v5/private")):
-            return await handler(request)  # type: ignore[no-any-return]  # admin, stream
-        self.requests += 1
-        endpoint = f"{request.method} {request.path}"
-        self.by_endpoint[endpoint] = self.by_endpoint.get(endpoint, 0) + 1
-        fault = self.faults.pick(_group(request))
-        kind = fault.kind if fault else None
+    def fault_answer(self, kind: str) -> web.Response:
         if kind in ("500", "503"):
-            return web.Response(status=int(kind or 500), text="<html>Bad Gateway</html>")
+            return web.Response(status=int(kind), text="<html>Bad Gateway</html>")
         if kind == "429":
             return self._err(10006, "Too many visits. Exceeded the API Rate Limit.")
-        if kind == "unknown":
-            return self._err(10016, "Internal server error.")
-        if kind == "unknown_late" and fault:
-            await request.read()
-            answer_then_process(request, handler, fault.delay_s, self._late)
-            return self._err(10016, "Internal server error.")
-        if kind == "reset":
-            _drop(request)
-            raise web.HTTPServiceUnavailable()
-        if kind == "latency" and fault:
-            await request.read()  # the exchange has the request; it survives a disconnect
-            await asyncio.sleep(fault.delay_s)
-        try:
-            response: web.StreamResponse = await handler(request)
-        except BybitError as exc:
-            response = self._err(exc.code, exc.msg)
         if kind == "500_after":
             return web.Response(status=500, text="<html>Internal Server Error</html>")
-        if kind == "unknown_after":
-            return self._err(10016, "Internal server error.")
-        if kind == "accept_drop":
-            _drop(request)
-            raise web.HTTPServiceUnavailable()
-        return response
+        return self._err(10016, "Internal server error.")  # unknown, unknown_after
+
+    def error_answer(self, exc: SimError) -> web.Response:
+        assert isinstance(exc, BybitError)
+        return self._err(exc.code, exc.msg)
 
     async def _signed(self, request: web.Request) -> tuple[OrderDesk, dict[str, Any]]:
         key = request.headers.get("X-BAPI-API-KEY", "")
@@ -337,48 +295,11 @@ class BybitSim:
         return self._ok({})
 
     # -- admin -----------------------------------------------------------------------
-    async def set_faults(self, request: web.Request) -> web.Response:
-        body = await request.json()
-        self.faults.set(body.get("rules", []), body.get("seed"))
-        if "history_delay_ms" in body:
-            self.history_delay_ms = int(body["history_delay_ms"])
-        if "clock_offset_ms" in body:
-            self.clock_offset_ms = int(body["clock_offset_ms"])
-        return web.json_response({"ok": True})
-
-    async def set_stream_faults(self, request: web.Request) -> web.Response:
-        """Stream faults (see worker.lab.sim.streams)."""
-        self.streams.hub.set_faults(await request.json())
-        return web.json_response({"ok": True})
-
     async def restart(self, _: web.Request) -> web.Response:
         """Simulate an exchange restart: realtime forgets every closed order."""
         for desk in self.desks.values():
             desk.restarted_at = time.monotonic()
         return web.json_response({"ok": True})
-
-    def move_price(self, symbol: str, price: Decimal) -> None:
-        """Moves the price of every book (spot and linear) there; crossing limits fill."""
-        for desk in self.desks.values():
-            for book in desk.books.values():
-                line = book._book(symbol)  # the paper book's internals: lab code only
-                line.price = price
-                book._match(line)
-
-    def orders_per_client_id(self) -> dict[str, int]:
-        counts: dict[str, int] = {}
-        for desk in self.desks.values():
-            for book in desk.books.values():
-                for order in book._orders.values():
-                    cid = order.req.client_order_id
-                    counts[cid] = counts.get(cid, 0) + 1
-        return counts
-
-    async def stats(self, _: web.Request) -> web.Response:
-        return web.json_response({"requests": self.requests, "by_endpoint": self.by_endpoint,
-                                  "injected": self.faults.injected,
-                                  "streams": self.streams.hub.stats(),
-                                  "orders_per_client_id": self.orders_per_client_id()})
 
 
 def order_state_of(sim: BybitSim, key: str, client_order_id: str) -> OrderState | None:
@@ -390,28 +311,10 @@ def order_state_of(sim: BybitSim, key: str, client_order_id: str) -> OrderState 
     return None
 
 
-def _drop(request: web.Request) -> None:
-    if request.transport is not None:
-        request.transport.abort()
-
-
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--port", type=int, default=9200)
-    parser.add_argument("--key", action="append", default=[])
-    parser.add_argument("--secret", action="append", default=[])
-    parser.add_argument("--fill-ratio", default="1")
-    parser.add_argument("--history-delay-ms", type=int, default=0)
-    args = parser.parse_args()
-    sim = BybitSim(dict(zip(args.key, args.secret, strict=True)), fill_ratio=args.fill_ratio,
-                   history_delay_ms=args.history_delay_ms)
-
-    async def serve() -> None:
-        url = await sim.start(args.port)
-        print(f"bybit simulator on {url}", flush=True)
-        await asyncio.Event().wait()
-
-    asyncio.run(serve())
+    serve_main(__doc__, 9200, lambda args, keys: BybitSim(
+        keys, fill_ratio=args.fill_ratio, history_delay_ms=args.history_delay_ms),
+        lambda parser: parser.add_argument("--history-delay-ms", type=int, default=0))
 
 
 if __name__ == "__main__":

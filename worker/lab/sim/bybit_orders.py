@@ -11,9 +11,10 @@ from worker.errors import InsufficientFunds, InvalidOrder
 from worker.exchange.models import OrderRequest, OrderState
 from worker.exchange.paper import PaperExchange
 from worker.lab.sim import bybit_json as bj
+from worker.lab.sim.server import SimError
 
 
-class BybitError(Exception):
+class BybitError(SimError):
     """Answered as HTTP 200 with this ``retCode``/``retMsg``."""
 
     def __init__(self, code: int, msg: str) -> None:
