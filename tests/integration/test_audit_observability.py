@@ -5,8 +5,6 @@ from __future__ import annotations
 import asyncio
 import socket
 import sys
-import uuid
-from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 from decimal import Decimal
 
@@ -18,24 +16,6 @@ from tests.conftest import place
 from tests.integration.harness import harness
 from worker.audit.pg import PostgresStore
 from worker.observability import serve_observability
-
-PG_ADMIN = "postgresql://postgres@127.0.0.1:5432/postgres"
-
-
-@pytest.fixture
-async def pg_url() -> AsyncIterator[str]:
-    asyncpg = pytest.importorskip("asyncpg")
-    try:
-        admin = await asyncpg.connect(PG_ADMIN, timeout=3)
-    except (OSError, asyncpg.PostgresError) as exc:
-        pytest.skip(f"no PostgreSQL at 127.0.0.1:5432 ({exc!r})")
-    name = f"ow_audit_{uuid.uuid4().hex[:8]}"
-    await admin.execute(f"CREATE DATABASE {name}")
-    try:
-        yield f"postgresql://postgres@127.0.0.1:5432/{name}"
-    finally:
-        await admin.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
-        await admin.close()
 
 
 def _events(cid: str) -> list[object]:

@@ -2,32 +2,11 @@
 
 from __future__ import annotations
 
-import uuid
-from collections.abc import AsyncIterator
-
 import pytest
 
 from tests.audit_events import order_events, rejected
 from worker.audit.pg import MIGRATIONS, PostgresStore
 from worker.audit.store import StoreError
-
-PG_ADMIN = "postgresql://postgres@127.0.0.1:5432/postgres"
-
-
-@pytest.fixture
-async def pg_url() -> AsyncIterator[str]:
-    asyncpg = pytest.importorskip("asyncpg")
-    try:
-        admin = await asyncpg.connect(PG_ADMIN, timeout=3)
-    except (OSError, asyncpg.PostgresError) as exc:
-        pytest.skip(f"no PostgreSQL at 127.0.0.1:5432 ({exc!r})")
-    name = f"ow_h3_audit_{uuid.uuid4().hex[:8]}"
-    await admin.execute(f"CREATE DATABASE {name}")
-    try:
-        yield f"postgresql://postgres@127.0.0.1:5432/{name}"
-    finally:
-        await admin.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
-        await admin.close()
 
 
 async def test_truncate_update_delete_are_refused(pg_url: str) -> None:

@@ -20,6 +20,7 @@ from schemas import CancelDone, Event, OrderCanceled, client_order_id
 from schemas.events import decode_event, event_kind
 from tests.conftest import cancel, place
 from tests.exchange.conftest import KEY, SECRET
+from tests.integration.conftest import worker_on_binance_sim
 from tests.integration.harness import Harness, harness
 from worker.client import OrderClient
 from worker.lab.chaos import restart_broker
@@ -29,10 +30,12 @@ from worker.lab.sim.binance import BinanceSim
 WAIT_S = 60.0
 
 
+_VENUE = {"timeout_ms": 1000, "rate_limit": False, "options": {"recvWindow": 1500}}
+
+
 def _exchanges(sim_url: str) -> str:
     return json.dumps({"binance": {"driver": "binance", "live": True, "urls": {"rest": sim_url},
-                                   "timeout_ms": 1000, "rate_limit": False,
-                                   "options": {"recvWindow": 1500}}})
+                                   **_VENUE}})
 
 
 class AuditLog(EventLog):
@@ -187,15 +190,9 @@ async def test_resting_order_survives_kill_broker_restart_and_two_failovers(
 @pytest.fixture
 async def on_sim(amqp_url: str, monkeypatch: pytest.MonkeyPatch
                  ) -> AsyncIterator[tuple[Harness, BinanceSim]]:
-    sim = BinanceSim({KEY: SECRET})
-    url = await sim.start()
-    monkeypatch.setenv("OW_CRED_ACCT1_BINANCE_API_KEY", KEY)
-    monkeypatch.setenv("OW_CRED_ACCT1_BINANCE_SECRET", SECRET)
-    async with harness(amqp_url, OW_EXCHANGES=_exchanges(url), OW_TRACK_CYCLE_S="1",
-                       OW_TRACK_POLL_S="0.1") as h:
-        await h.start_worker()
-        yield h, sim
-    await sim.stop()
+    async with worker_on_binance_sim(amqp_url, monkeypatch, _VENUE, OW_TRACK_CYCLE_S="1",
+                                     OW_TRACK_POLL_S="0.1") as running:
+        yield running
 
 
 async def _unacked(names: list[str]) -> dict[str, int] | None:

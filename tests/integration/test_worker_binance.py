@@ -3,31 +3,24 @@ through the real ccxt client, on the real broker."""
 
 from __future__ import annotations
 
-import json
 from collections.abc import AsyncIterator
 
 import pytest
 
 from schemas import OrderRejected, RejectReason, client_order_id
 from tests.conftest import cancel, place
-from tests.exchange.conftest import KEY, RECV_WINDOW_MS, SECRET, TIMEOUT_MS
-from tests.integration.harness import Harness, harness
+from tests.exchange.conftest import RECV_WINDOW_MS, TIMEOUT_MS
+from tests.integration.conftest import worker_on_binance_sim
+from tests.integration.harness import Harness
 from worker.lab.sim.binance import BinanceSim
 
 
 @pytest.fixture
 async def setup(amqp_url: str, monkeypatch: pytest.MonkeyPatch
                 ) -> AsyncIterator[tuple[Harness, BinanceSim]]:
-    sim = BinanceSim({KEY: SECRET})
-    url = await sim.start()
-    monkeypatch.setenv("OW_CRED_ACCT1_BINANCE_API_KEY", KEY)
-    monkeypatch.setenv("OW_CRED_ACCT1_BINANCE_SECRET", SECRET)
-    exchanges = {"binance": {"driver": "binance", "live": True, "urls": {"rest": url},
-                             "timeout_ms": TIMEOUT_MS, "options": {"recvWindow": RECV_WINDOW_MS}}}
-    async with harness(amqp_url, OW_EXCHANGES=json.dumps(exchanges)) as h:
-        await h.start_worker()
-        yield h, sim
-    await sim.stop()
+    venue = {"timeout_ms": TIMEOUT_MS, "options": {"recvWindow": RECV_WINDOW_MS}}
+    async with worker_on_binance_sim(amqp_url, monkeypatch, venue) as running:
+        yield running
 
 
 async def test_same_flows_as_paper(setup: tuple[Harness, BinanceSim]) -> None:
