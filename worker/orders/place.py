@@ -11,7 +11,9 @@ Outcomes, each decided here and nowhere else:
                                             exchange refused outright)
 * a cancel already tombstoned this order -> OrderRejected(canceled_before_placement)
   (checked again after the settle wait: its record may arrive meanwhile)
-* a copy of a command the tracker owns, pending or finished -> ack, nothing new
+* a copy of a command the tracker owns, pending or finished -> ack, nothing new; a copy
+  of a refused command repeats its refusal (refusals are remembered before they are
+  published, worker.orders.outcomes), never judged afresh
 * transient trouble                      -> retried here, inside the account's turn, so no
                                             later command of the account overtakes it;
                                             after ``intake_budget_s`` -> OrderFailed, or
@@ -64,6 +66,7 @@ from worker.logs import bind
 from worker.orders.events import OrderRef, accepted, cancel_done, progress, ref_of, refusal
 from worker.orders.follow import cancel_ref
 from worker.orders.lookup import needs_lookup
+from worker.orders.outcomes import answer, repeat
 from worker.orders.registry import Entry
 from worker.orders.risk import check_risk
 from worker.orders.validation import ValidOrder, check_fresh, validate_place
@@ -94,9 +97,12 @@ async def _reject(deps: Deps, ref: OrderRef, order: ValidOrder | None, reason: R
                   message: str, kind: type[OrderRejected] | type[OrderFailed] = OrderRejected
                   ) -> None:
     cmd = order.command if order else None
-    await deps.publisher.publish([refusal(
-        kind, ref, reason, message, amount=order.amount if order else Decimal(0),
-        side=cmd.side if cmd else None, order_type=cmd.type if cmd else None)])
+    event = refusal(kind, ref, reason, message, amount=order.amount if order else Decimal(0),
+                    side=cmd.side if cmd else None, order_type=cmd.type if cmd else None)
+    if reason == RejectReason.CANCELED_BEFORE_PLACEMENT:  # the tombstone says it already
+        await deps.publisher.publish([event])
+    else:
+        await answer(deps, ref, event)
     deps.metrics.outcomes.labels("rejected" if kind is OrderRejected else "failed").inc()
 
 
@@ -136,8 +142,9 @@ def _tombstoned(known: Entry | None) -> bool:
 
 
 def _decided(known: Entry | None) -> bool:
-    """The tracker owns this command's order (or its doubt), or its outcome is published."""
-    return known is not None and (known.terminal or (known.live and (
+    """The tracker owns this command's order (or its doubt), or its outcome is published
+    (or remembered: ``done``)."""
+    return known is not None and (known.terminal or known.phase == "done" or (known.live and (
         known.accepted.is_set() or known.phase == "pending")))
 
 
@@ -229,7 +236,8 @@ async def handle_place(cmd: PlaceOrder, deps: Deps, delivery: Delivery) -> Outco
         if _decided(known):
             # a copy of a command whose order (or its doubt) the tracker owns, or whose
             # outcome is published (confirmed) already: a lookup could miss the order
-            # (lagging history) and place it again
+            # (lagging history) and place it again. A remembered refusal is repeated.
+            await repeat(deps, cid)
             return ACK
         attempt = 0
         while True:
@@ -241,6 +249,7 @@ async def handle_place(cmd: PlaceOrder, deps: Deps, delivery: Delivery) -> Outco
             except AmbiguousOrderState as exc:
                 return await _hand_over(deps, cmd, ref, exc)
             except AlreadyDecided:
+                await repeat(deps, cid)  # a refusal remembered meanwhile: say it again
                 return ACK  # the tracker owns it, or its outcome is published
             except FenceLost as exc:
                 # another worker may hold it now: publish nothing, decide nothing

@@ -164,9 +164,9 @@ class Tracker:
         entry = self.entries.get(cid)
         if entry is None and cid in self._terminal_at:
             return None  # done with it; let the copy go
-        if rec.phase == "tombstone" and rec.expires_at is not None \
+        if rec.phase in ("tombstone", "done") and rec.expires_at is not None \
                 and rec.expires_at < time.time():
-            if entry is None or entry.phase == "tombstone":
+            if entry is None or entry.phase in ("tombstone", "done"):
                 self._drop(cid)
                 return None
         if entry is None:
