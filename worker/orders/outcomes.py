@@ -50,10 +50,12 @@ def remembered(deps: Deps, cid: str) -> Event | None:
 
 async def repeat(deps: Deps, cid: str) -> bool:
     """Re-publish the remembered outcome of ``cid``'s command, if there is one."""
-    event = remembered(deps, cid)
-    if event is None:
+    entry = deps.tracker.get(cid)
+    if entry is None or entry.phase != "done" or entry.outcome is None:
         return False
-    await deps.publisher.publish([event])
+    if not entry.durable:  # its record was never confirmed: now, before the event again
+        await deps.tracker.persist([entry])
+    await deps.publisher.publish([entry.outcome])
     return True
 
 

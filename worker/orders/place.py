@@ -145,7 +145,7 @@ def _decided(known: Entry | None) -> bool:
     """The tracker owns this command's order (or its doubt), or its outcome is published
     (or remembered: ``done``)."""
     return known is not None and (known.terminal or known.phase == "done" or (known.live and (
-        known.accepted.is_set() or known.phase == "pending")))
+        known.accepted.is_set() or (known.phase == "pending" and known.durable))))
 
 
 class AlreadyDecided(Exception):

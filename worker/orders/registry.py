@@ -38,6 +38,8 @@ class Entry:
     outcome: Event | None = None
     """phase ``done``: the command's one outcome (worker.orders.outcomes)."""
     # -- not durable -------------------------------------------------------------
+    durable: bool = False
+    """A record of it was confirmed (or it came from one): others can learn it."""
     cancel_sent_at: float = 0.0
     """Epoch seconds the last cancel request was sent (0: none)."""
     terminal: bool = False
@@ -123,6 +125,7 @@ def entry_from_record(rec: TrackOrder) -> Entry:
                   expires_at=rec.expires_at, cancel_commands=list(rec.cancel_commands),
                   cancel_requested=rec.cancel_requested, outcome=rec.outcome)
     entry._take_order_fields(rec)
+    entry.durable = True
     if rec.phase != "pending":
         entry.accepted.set()  # an open order from a record was accepted by whoever placed it
     return entry

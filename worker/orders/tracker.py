@@ -123,8 +123,11 @@ class Tracker:
         counted in ``ow_orders_total`` and logged at INFO once, whichever path ended it.
         ``age_s``: since the command was created (default: since placement)."""
         first = not entry.terminal
-        entry.terminal, entry.final = True, state
-        self._terminal_at[entry.ref.client_order_id] = time.monotonic()
+        if entry.phase == "done":  # never placed, remembered: its record keeps circulating
+            entry.final = None
+        else:
+            entry.terminal, entry.final = True, state
+            self._terminal_at[entry.ref.client_order_id] = time.monotonic()
         self.exposure.remove(entry.ref.client_order_id)
         self._prune()  # finished entries go even when no record comes round (rate-limited)
         if not first:
@@ -144,7 +147,7 @@ class Tracker:
         await self.publisher.publish(events, [e.to_record() for e in entries])
         now = time.monotonic()
         for e in entries:
-            e.renewed_at = now
+            e.renewed_at, e.durable = now, True
             self.exposure.update(e)
 
     # -- the carousel --------------------------------------------------------------

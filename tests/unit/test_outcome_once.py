@@ -1,0 +1,166 @@
+"""Issue 10: one outcome per command, also for its copies, and a cancel's "not found"
+only while the worker holds the command (worker.orders.outcomes, worker.orders.cancel)."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Sequence
+from decimal import Decimal
+from typing import Any
+
+from schemas import Event, RejectReason, client_order_id
+from schemas.tracking import TrackOrder
+from tests.conftest import cancel, place
+from tests.unit.test_fencing import FakeChannel, FakeMessage
+from tests.unit.test_handlers import kinds_of, make
+from worker.broker.fence import BrokerFences
+from worker.errors import TransientError
+from worker.lab.testing import FakePublisher, StaticExchanges
+from worker.orders.handlers import handle
+from worker.orders.tracker import Tracker
+from worker.ports import Delivery, Deps
+
+
+class LostConfirm(FakePublisher):
+    """The broker stores the next batch with events, but its confirm never arrives."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.lose_next_event_confirm = False
+
+    async def publish(self, events: Sequence[Event], records: Sequence[TrackOrder] = ()
+                      ) -> None:
+        await super().publish(events, records)
+        if events and self.lose_next_event_confirm:
+            self.lose_next_event_confirm = False
+            raise ConnectionError("confirm timed out")
+
+
+class Unreachable:
+    """The exchange as a cancel sees it during an outage: every read fails."""
+
+    def __init__(self, inner: Any) -> None:
+        self.inner, self.down = inner, True
+
+    async def find_order(self, *a: Any) -> Any:
+        if self.down:
+            raise TransientError("find_order: NetworkError")
+        return await self.inner.find_order(*a)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.inner, name)
+
+
+class LateAnswer:
+    """A's lookups: the exchange answers at once, the answer reaches A much later."""
+
+    def __init__(self, inner: Any, delay_s: float) -> None:
+        self.inner, self.delay_s = inner, delay_s
+
+    async def find_order(self, *a: Any) -> Any:
+        found = await self.inner.find_order(*a)
+        await asyncio.sleep(self.delay_s)
+        return found
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.inner, name)
+
+
+def warm(tracker: Tracker) -> None:
+    """The tracker has owned shard 0 for a while: its registry is complete."""
+    now = time.monotonic()
+    for back in (3.0, 2.5, 2.0, 1.5, 1.0, 0.5, 0.0):
+        tracker.warmth.seen(0, now - back)
+
+
+def distinct_outcomes(pub: FakePublisher, command_id: str) -> set[str]:
+    return {e.event_id for e in pub.events if e.command_id == command_id}
+
+
+async def test_a_cancel_copy_repeats_its_rejection_instead_of_a_second_outcome() -> None:
+    """Sim seed 2428: the cancel's lookups fail, its cancel_rejected(retries_exhausted) is
+    stored but not confirmed; the copy finds the target placed meanwhile. Before: the copy
+    joined it and the tracker published cancel_done, a second, different outcome."""
+    deps, _, paper = make()
+    pub = LostConfirm()
+    outage = Unreachable(paper)
+    deps = Deps(deps.settings, StaticExchanges({"paper": outage}),  # type: ignore[dict-item]
+                pub, deps.metrics, Tracker(deps.settings, deps.exchanges, pub, deps.metrics))
+    warm(deps.tracker)
+    target = place(type="limit", price="50000")
+    cxl = cancel(target.command_id)
+    pub.lose_next_event_confirm = True
+    try:
+        await handle(cxl, deps, Delivery())
+        raise AssertionError("the unconfirmed publish must fail the delivery")
+    except ConnectionError:
+        pass
+    assert kinds_of(pub, cxl.command_id) == ["CancelRejected"]
+    outage.down = False
+    assert (await handle(target, deps, Delivery())).action == "ack"
+    assert (await handle(cxl, deps, Delivery(attempt=2, redelivered=True))).action == "ack"
+    await asyncio.sleep(0.3)  # the tracker would have published cancel_done by now
+    assert len(distinct_outcomes(pub, cxl.command_id)) == 1
+    assert pub.events[-1].reason == RejectReason.RETRIES_EXHAUSTED  # type: ignore[union-attr]
+    await deps.tracker.close()
+
+
+async def test_a_copy_of_a_refused_place_repeats_the_refusal() -> None:
+    """A sell refused for the balance; its client re-sends it once the balance is there.
+    Before: the copy was judged afresh and placed an order the first copy had rejected."""
+    deps, pub, paper = make()
+    paper._balances["BTC"] = Decimal("1")
+    cmd = place(side="sell", amount="3")
+    assert (await handle(cmd, deps, Delivery())).action == "ack"
+    paper._balances["BTC"] = Decimal("5")
+    assert (await handle(cmd, deps, Delivery(published_attempt=2))).action == "ack"
+    assert paper.created == 0
+    assert kinds_of(pub, cmd.command_id) == ["OrderRejected", "OrderRejected"]
+    assert len(distinct_outcomes(pub, cmd.command_id)) == 1
+    await deps.tracker.close()
+
+
+async def test_a_remembered_outcome_survives_the_worker() -> None:
+    """Worker A refused the command and died; worker B learns it from the record."""
+    deps_a, pub_a, paper = make()
+    paper._balances["BTC"] = Decimal("1")
+    cmd = place(side="sell", amount="3")
+    await handle(cmd, deps_a, Delivery())
+    (record,) = pub_a.records
+    assert record.phase == "done" and record.outcome == pub_a.events[0]
+    deps_b, pub_b, _ = make()
+    deps_b = Deps(deps_b.settings, deps_a.exchanges, pub_b, deps_b.metrics, deps_b.tracker)
+    warm(deps_b.tracker)
+    await deps_b.tracker.on_record(record, 0)
+    paper._balances["BTC"] = Decimal("5")
+    assert (await handle(cmd, deps_b, Delivery(attempt=2, redelivered=True))).action == "ack"
+    assert paper.created == 0 and pub_b.events == pub_a.events
+    await deps_a.tracker.close()
+    await deps_b.tracker.close()
+
+
+async def test_a_zombie_cancel_publishes_no_not_found() -> None:
+    """Sim seed 2745 (unfenced): A's cancel looks up while the broker has already given
+    the shard to B; A's lookup finds nothing because B holds the PlaceOrder. Before: A
+    published cancel_rejected(order_not_found) and a tombstone for an order B placed."""
+    deps_b, _, paper = make()
+    pub_a = FakePublisher()
+    slow = StaticExchanges({"paper": LateAnswer(paper, 0.3)})  # type: ignore[dict-item]
+    deps_a = Deps(deps_b.settings, slow, pub_a, deps_b.metrics,
+                  Tracker(deps_b.settings, slow, pub_a, deps_b.metrics))
+    fences = BrokerFences(prefetch=32, timeout_s=1.0)
+    chan_a = FakeChannel()
+    target = place(type="limit", price="50000")
+    cxl = cancel(target.command_id)
+    warm(deps_a.tracker)
+    a = asyncio.create_task(handle(cxl, deps_a, Delivery(
+        fence=fences.for_message(FakeMessage(chan_a)))))
+    await asyncio.sleep(0.05)
+    chan_a.is_closed = True  # the broker lost A and gave the shard to B, which places it
+    await handle(target, deps_b, Delivery())
+    out_a = await a
+    assert out_a.action == "retry" and pub_a.events == [] and pub_a.records == []
+    assert deps_a.tracker.get(client_order_id(target.account, target.command_id)) is None
+    await deps_a.tracker.close()
+    await deps_b.tracker.close()
