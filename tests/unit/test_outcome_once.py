@@ -164,3 +164,30 @@ async def test_a_zombie_cancel_publishes_no_not_found() -> None:
     assert deps_a.tracker.get(client_order_id(target.account, target.command_id)) is None
     await deps_a.tracker.close()
     await deps_b.tracker.close()
+
+
+async def test_a_copy_after_not_placed_repeats_it_on_another_worker() -> None:
+    """Sim seed 9170 (with a first version of this change): the tracker confirmed the order
+    absent and published OrderFailed(not_placed); a copy of the command reached another
+    worker, which knew nothing of it and placed the order. Now the outcome rides on the
+    entry's record, so the other worker repeats it."""
+    from tests.unit.test_handlers import until
+    from worker.errors import AmbiguousOrderState
+
+    deps_a, pub_a, paper = make()
+    paper.create_faults.append((AmbiguousOrderState("reset"), False))
+    paper.create_faults.append((AmbiguousOrderState("reset"), False))
+    cmd = place()
+    assert (await handle(cmd, deps_a, Delivery())).action == "ack"
+    await until(pub_a, lambda ev: bool(ev))
+    assert pub_a.kinds() == ["OrderFailed"]
+    record = pub_a.records[-1]
+    assert record.phase == "done" and record.outcome == pub_a.events[0]
+    deps_b, pub_b, _ = make()
+    deps_b = Deps(deps_b.settings, deps_a.exchanges, pub_b, deps_b.metrics, deps_b.tracker)
+    warm(deps_b.tracker)
+    await deps_b.tracker.on_record(record, 0)
+    assert (await handle(cmd, deps_b, Delivery(published_attempt=2))).action == "ack"
+    assert paper.created == 0 and pub_b.events == pub_a.events[:1]
+    await deps_a.tracker.close()
+    await deps_b.tracker.close()

@@ -103,6 +103,10 @@ async def resolve_pending(tracker: Tracker, exchange: Exchange, entry: Entry) ->
         tracker.metrics.reconciliations.labels("pending_found").inc()
         await observe(tracker, entry, found)
         return
+    if not entry.durable:
+        # its record was never confirmed, so its command was not acked: whoever holds the
+        # command now (maybe another worker, maybe placing it) decides, not this tracker
+        return
     s = tracker.settings
     trust_at = (entry.sent_before or 0) + exchange.settle_s + s.fence_s + s.max_clock_skew_s
     wait = trust_at - time.time()

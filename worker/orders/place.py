@@ -145,7 +145,15 @@ def _decided(known: Entry | None) -> bool:
     """The tracker owns this command's order (or its doubt), or its outcome is published
     (or remembered: ``done``)."""
     return known is not None and (known.terminal or known.phase == "done" or (known.live and (
-        known.accepted.is_set() or (known.phase == "pending" and known.durable))))
+        known.accepted.is_set() or known.phase == "pending")))
+
+
+async def _confirm_decided(deps: Deps, known: Entry) -> None:
+    """A copy of a decided command: repeat a remembered refusal; a pending entry whose
+    record was never confirmed (the publish failed) gets it confirmed now."""
+    if not await repeat(deps, known.ref.client_order_id) and known.phase == "pending" \
+            and known.live and not known.durable:
+        await deps.tracker.persist([known])
 
 
 class AlreadyDecided(Exception):
@@ -233,11 +241,11 @@ async def handle_place(cmd: PlaceOrder, deps: Deps, delivery: Delivery) -> Outco
         if _tombstoned(known):
             await _reject(deps, ref, order, RejectReason.CANCELED_BEFORE_PLACEMENT, TOMBSTONED)
             return ACK
-        if _decided(known):
+        if known is not None and _decided(known):
             # a copy of a command whose order (or its doubt) the tracker owns, or whose
             # outcome is published (confirmed) already: a lookup could miss the order
             # (lagging history) and place it again. A remembered refusal is repeated.
-            await repeat(deps, cid)
+            await _confirm_decided(deps, known)
             return ACK
         attempt = 0
         while True:
@@ -249,7 +257,9 @@ async def handle_place(cmd: PlaceOrder, deps: Deps, delivery: Delivery) -> Outco
             except AmbiguousOrderState as exc:
                 return await _hand_over(deps, cmd, ref, exc)
             except AlreadyDecided:
-                await repeat(deps, cid)  # a refusal remembered meanwhile: say it again
+                decided = tracker.get(cid)
+                if decided is not None:  # e.g. a refusal remembered meanwhile: say it again
+                    await _confirm_decided(deps, decided)
                 return ACK  # the tracker owns it, or its outcome is published
             except FenceLost as exc:
                 # another worker may hold it now: publish nothing, decide nothing

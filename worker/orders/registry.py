@@ -47,7 +47,10 @@ class Entry:
     """The terminal state (None with terminal=True: never placed)."""
     published_filled: Decimal | None = None
     renewed_at: float = field(default_factory=lambda: time.monotonic())
-    """When a record copy of this entry was last published (monotonic)."""
+    """When a record copy of this entry was last published (monotonic; at first, when the
+    entry was made: an entry nobody renews for long belongs to another worker)."""
+    confirmed_at: float = float("-inf")
+    """When a record copy of it was last confirmed by the broker (monotonic)."""
     last_seen: tuple[str, Decimal] | None = None
     """(status, filled) of the last state observed: an unchanged listing is skipped."""
     misses: int = 0

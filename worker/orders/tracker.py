@@ -147,7 +147,8 @@ class Tracker:
         await self.publisher.publish(events, [e.to_record() for e in entries])
         now = time.monotonic()
         for e in entries:
-            e.renewed_at, e.durable = now, True
+            e.renewed_at = e.confirmed_at = now
+            e.durable = True
             self.exposure.update(e)
 
     # -- the carousel --------------------------------------------------------------
@@ -190,7 +191,9 @@ class Tracker:
                 entry.accepted.set()
             if news and entry.live:
                 self._ensure_follower(entry.ref.account, entry.ref.exchange)
-        if not news and time.monotonic() - entry.renewed_at < self.cycle_s / 2:
+        if not news and time.monotonic() - entry.confirmed_at < self.cycle_s / 2:
+            # a spare copy: one was confirmed lately (if that renewal failed, this copy is
+            # the record's only one and must be renewed)
             self.metrics.reconciliations.labels("spare_record_dropped").inc()
             return None
         return entry
