@@ -17,6 +17,7 @@ from tests.unit.test_handlers import kinds_of, make
 from worker.broker.fence import BrokerFences
 from worker.errors import TransientError
 from worker.lab.testing import FakePublisher, StaticExchanges
+from worker.orders.events import OrderRef
 from worker.orders.handlers import handle
 from worker.orders.tracker import Tracker
 from worker.ports import Delivery, Deps
@@ -191,3 +192,42 @@ async def test_a_copy_after_not_placed_repeats_it_on_another_worker() -> None:
     assert paper.created == 0 and pub_b.events == pub_a.events[:1]
     await deps_a.tracker.close()
     await deps_b.tracker.close()
+
+
+async def test_a_record_whose_renewal_failed_is_renewed_when_it_comes_back() -> None:
+    """Sim seed 18849: the renewal of a record that came round was not confirmed, the
+    record message was handed back and came again at once, and was dropped as a spare
+    copy (the entry looked renewed): the order's only record was gone."""
+    deps, pub, _ = make()
+    record = TrackOrder(command_id="c1", account="acct", exchange="paper", symbol="BTC/USDT",
+                        client_order_id=client_order_id("acct", "c1"), phase="open",
+                        exchange_order_id="X1", side="buy", type="limit", amount="1")
+    pub.fail_next = ConnectionError("confirm timed out")
+    try:
+        await deps.tracker.on_record(record, 0)
+        raise AssertionError("an unconfirmed renewal must fail the record's delivery")
+    except ConnectionError:
+        pass
+    await deps.tracker.on_record(record, 0)  # the same message, redelivered
+    assert pub.records == [record]
+    await deps.tracker.close()
+
+
+async def test_a_pending_entry_never_made_durable_is_not_concluded_absent() -> None:
+    """Sim seed 10094 (unfenced): the hand-over's publish failed, so the command went back
+    to the broker; this worker's tracker still had the entry and, once the window passed,
+    published order_failed(not_placed) while the command's next holder placed it."""
+    from worker.orders.follow import resolve_pending
+    from worker.orders.registry import Entry
+
+    deps, pub, paper = make()
+    ref = OrderRef(command_id="c2", account="acct", exchange="paper", symbol="BTC/USDT",
+                   client_order_id=client_order_id("acct", "c2"))
+    entry = deps.tracker.add(Entry(ref=ref, phase="pending", side="buy", type="market",
+                                   amount="0.01", sent_before=time.time() - 3600))
+    await resolve_pending(deps.tracker, paper, entry)
+    assert pub.events == [] and entry.phase == "pending"
+    await deps.tracker.persist([entry])  # durable: now the tracker owns the doubt
+    await resolve_pending(deps.tracker, paper, entry)
+    assert pub.kinds() == ["OrderFailed"] and entry.phase == "done"
+    await deps.tracker.close()

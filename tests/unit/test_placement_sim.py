@@ -51,7 +51,8 @@ LAGGING = Profile(faults=FULL.faults | {"lookup_lag"})
 
 @pytest.mark.parametrize("seed, profile", [
     (8631, FULL), (1987, UNFENCED), (63, LAGGING), (319, FULL), (4390, FULL),
-    (2745, UNFENCED), (2428, FULL), (9170, FULL), (10272, FULL)])
+    (2745, UNFENCED), (2428, FULL), (9170, FULL), (10272, FULL), (18849, FULL),
+    (11020, FULL), (10094, UNFENCED), (14326, UNFENCED), (16024, UNFENCED)])
 def test_fixed_defects_stay_fixed(seed: int, profile: Profile) -> None:
     """8631: 0.9 s of clock skew placed a second order (issue 10 #1); 1987: a partitioned
     worker created after fence_s (issue 10 #2); 63: a lookup lagging 0.9 s behind a create
@@ -70,7 +71,11 @@ def test_fixed_defects_stay_fixed(seed: int, profile: Profile) -> None:
     failed with a first version of that change (on main their schedules happen to pass): a
     copy of a command the tracker had confirmed not placed, arriving after it forgot that,
     placed it; a copy trusted a pending entry whose record was never confirmed, and the
-    command was lost (now: not_placed is remembered; a pending entry counts once durable).
+    command was lost (now: not_placed is remembered; the copy confirms the record). 18849:
+    a record copy whose renewal failed came back and was dropped as a spare (now: spare
+    only after a confirmed renewal). 11020, and on main 10094/14326/16024 (unfenced): a
+    tracker concluded not_placed for a pending entry it never made durable while the
+    command's next holder placed the order (now: only durable entries are concluded).
     """
     with virtual_clocks():
         r = run_one(seed, profile)
