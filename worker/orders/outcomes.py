@@ -73,3 +73,23 @@ async def answer(deps: Deps, ref: OrderRef, event: Event, also: Sequence[Event] 
         return
     await tracker.persist([*entries, entry])
     await deps.publisher.publish([*also, entry.outcome])
+
+
+def tombstoned(known: Entry | None) -> bool:
+    """A cancel found no order for this client id: the command must not be placed."""
+    return known is not None and known.phase == "tombstone" and not known.terminal
+
+
+def decided(known: Entry | None) -> bool:
+    """The tracker owns this command's order (or its doubt), or its outcome is published
+    (or remembered: ``done``)."""
+    return known is not None and (known.terminal or known.phase == "done" or (known.live and (
+        known.accepted.is_set() or known.phase == "pending")))
+
+
+async def confirm_decided(deps: Deps, known: Entry) -> None:
+    """A copy of a decided command: repeat a remembered refusal; a pending entry whose
+    record was never confirmed (the publish failed) gets it confirmed now."""
+    if not await repeat(deps, known.ref.client_order_id) and known.phase == "pending" \
+            and known.live and not known.durable:
+        await deps.tracker.persist([known])

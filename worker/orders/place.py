@@ -66,7 +66,7 @@ from worker.logs import bind
 from worker.orders.events import OrderRef, accepted, cancel_done, progress, ref_of, refusal
 from worker.orders.follow import cancel_ref
 from worker.orders.lookup import needs_lookup
-from worker.orders.outcomes import answer, repeat
+from worker.orders.outcomes import answer, confirm_decided, decided, tombstoned
 from worker.orders.registry import Entry
 from worker.orders.risk import check_risk
 from worker.orders.validation import ValidOrder, check_fresh, validate_place
@@ -136,26 +136,6 @@ async def _lookup(deps: Deps, exchange: Exchange, cmd: PlaceOrder, delivery: Del
     return state
 
 
-def _tombstoned(known: Entry | None) -> bool:
-    """A cancel found no order for this client id: the command must not be placed."""
-    return known is not None and known.phase == "tombstone" and not known.terminal
-
-
-def _decided(known: Entry | None) -> bool:
-    """The tracker owns this command's order (or its doubt), or its outcome is published
-    (or remembered: ``done``)."""
-    return known is not None and (known.terminal or known.phase == "done" or (known.live and (
-        known.accepted.is_set() or known.phase == "pending")))
-
-
-async def _confirm_decided(deps: Deps, known: Entry) -> None:
-    """A copy of a decided command: repeat a remembered refusal; a pending entry whose
-    record was never confirmed (the publish failed) gets it confirmed now."""
-    if not await repeat(deps, known.ref.client_order_id) and known.phase == "pending" \
-            and known.live and not known.durable:
-        await deps.tracker.persist([known])
-
-
 class AlreadyDecided(Exception):
     """The tracker owns this command's order (or its doubt), or published its outcome."""
 
@@ -189,10 +169,10 @@ async def _place(deps: Deps, cmd: PlaceOrder, order: ValidOrder, delivery: Deliv
         log.info("order exists, resuming", extra={"client_order_id": ref.client_order_id})
         return state
     known = deps.tracker.get(ref.client_order_id)
-    if _tombstoned(known):
+    if tombstoned(known):
         # the cancel's record arrived while this command waited out the settle window
         raise CanceledBeforePlacement(TOMBSTONED)
-    if _decided(known):
+    if decided(known):
         # while this copy waited out the settle window, the tracker learned the command
         # (its record came round) or even published its outcome: that stands
         raise AlreadyDecided(ref.client_order_id)
@@ -238,14 +218,14 @@ async def handle_place(cmd: PlaceOrder, deps: Deps, delivery: Delivery) -> Outco
     give_up_at = time.monotonic() + settings.intake_budget_s
     async with delivery.turn:
         known = tracker.get(cid)
-        if _tombstoned(known):
+        if tombstoned(known):
             await _reject(deps, ref, order, RejectReason.CANCELED_BEFORE_PLACEMENT, TOMBSTONED)
             return ACK
-        if known is not None and _decided(known):
+        if known is not None and decided(known):
             # a copy of a command whose order (or its doubt) the tracker owns, or whose
             # outcome is published (confirmed) already: a lookup could miss the order
             # (lagging history) and place it again. A remembered refusal is repeated.
-            await _confirm_decided(deps, known)
+            await confirm_decided(deps, known)
             return ACK
         attempt = 0
         while True:
@@ -257,9 +237,9 @@ async def handle_place(cmd: PlaceOrder, deps: Deps, delivery: Delivery) -> Outco
             except AmbiguousOrderState as exc:
                 return await _hand_over(deps, cmd, ref, exc)
             except AlreadyDecided:
-                decided = tracker.get(cid)
-                if decided is not None:  # e.g. a refusal remembered meanwhile: say it again
-                    await _confirm_decided(deps, decided)
+                now_known = tracker.get(cid)
+                if now_known is not None:  # e.g. a refusal remembered meanwhile: say it again
+                    await confirm_decided(deps, now_known)
                 return ACK  # the tracker owns it, or its outcome is published
             except FenceLost as exc:
                 # another worker may hold it now: publish nothing, decide nothing
