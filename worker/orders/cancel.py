@@ -28,10 +28,11 @@ single active consumer and the broker moves it (and redelivers) only after closi
 channel, which was still open when it answered at T, so every other holder of the
 target's PlaceOrder got it at R > T >= L. The tombstone and the event go out right after
 T; a redelivered PlaceOrder creates only after R + ``fence_s`` + the settle window and a
-last registry check, by which time the tombstone's record has come round (it takes one
-``track_cycle_s``), and the CancelOrder's copy repeats the remembered outcome. Earlier
-holders of the PlaceOrder are covered by the wait until received + settle + fence_s
-before the last lookup.
+last registry check, by which time the tombstone's record has come round, provided one
+``track_cycle_s`` is no longer than ``fence_s`` + the settle window (10 s vs 11 s at
+Binance defaults; the README's known limits say what is left); the CancelOrder's copy
+repeats the remembered outcome. Earlier holders of the PlaceOrder are covered by the wait
+until received + settle + fence_s before the last lookup.
 """
 
 from __future__ import annotations
