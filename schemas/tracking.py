@@ -18,7 +18,10 @@ Phases:
 * ``pending``   a create may have reached the exchange, outcome unknown: resolve by
   client order id (found -> open; confirmed absent -> OrderFailed(not_placed));
 * ``tombstone`` a cancel found no order: a later PlaceOrder with this client order id
-  must not be placed (until ``expires_at``).
+  must not be placed (until ``expires_at``);
+* ``done``      a command's one outcome (``outcome``) when no order carries it: a
+  refused PlaceOrder, or any CancelOrder. A copy of the command re-publishes that event
+  (same event id) instead of deciding afresh (until ``expires_at``).
 """
 
 from __future__ import annotations
@@ -27,7 +30,9 @@ from typing import Literal
 
 import msgspec
 
-Phase = Literal["open", "pending", "tombstone"]
+from schemas.events import Event
+
+Phase = Literal["open", "pending", "tombstone", "done"]
 
 
 class TrackOrder(msgspec.Struct, frozen=True, kw_only=True, tag_field="kind",
@@ -51,10 +56,12 @@ class TrackOrder(msgspec.Struct, frozen=True, kw_only=True, tag_field="kind",
     sent_before: float | None = None
     """pending: epoch seconds by which every create for it was sent."""
     expires_at: float | None = None
-    """tombstone: when it may be forgotten."""
+    """tombstone, done: when it may be forgotten."""
     cancel_commands: tuple[str, ...] = ()
     """CancelOrder command ids waiting for this order's terminal state."""
     cancel_requested: bool = False
+    outcome: Event | None = None
+    """done: the command's outcome, published once and re-published by copies."""
     schema_version: int = 1
 
 

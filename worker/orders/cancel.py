@@ -12,6 +12,27 @@ CancelOrder, by what the registry knows of the target:
 * unknown   -> look it up on the exchange (after the shard's registry is complete); found
                -> as open; absent -> ``cancel_rejected(order_not_found)`` and a *tombstone*:
                the target's PlaceOrder, should it still arrive, is never placed.
+
+Every outcome the handler publishes is remembered first (worker.orders.outcomes): a copy
+of the CancelOrder repeats it instead of deciding afresh.
+
+Fencing "not found" (issue 10 #2). A partitioned worker's cancel handler can outlive its
+hold on the command: resumed after the broker redelivered the shard's commands, its
+lookup finds nothing because the target's PlaceOrder now sits with the new holder, which
+places it. So "absent" may only be concluded while this worker still holds the shard:
+after the last lookup found nothing (at L), a broker round trip on the channel the
+cancel came on must start at some T >= L and succeed (``delivery.fence``, the creates'
+fence: worker.broker.fence); if it fails, the handler publishes nothing and leaves the
+delivery to the broker, and the new holder decides. Why it holds: the shard queue has a
+single active consumer and the broker moves it (and redelivers) only after closing this
+channel, which was still open when it answered at T, so every other holder of the
+target's PlaceOrder got it at R > T >= L. The tombstone and the event go out right after
+T; a redelivered PlaceOrder creates only after R + ``fence_s`` + the settle window and a
+last registry check, by which time the tombstone's record has come round, provided one
+``track_cycle_s`` is no longer than ``fence_s`` + the settle window (10 s vs 11 s at
+Binance defaults; the README's known limits say what is left); the CancelOrder's copy
+repeats the remembered outcome. Earlier holders of the PlaceOrder are covered by the wait
+until received + settle + fence_s before the last lookup.
 """
 
 from __future__ import annotations
@@ -24,7 +45,7 @@ from functools import partial
 
 from schemas import CancelAll, CancelOrder, RejectReason, client_order_id
 from schemas.ids import CLIENT_ID_PREFIX
-from worker.errors import ExchangeError, InvalidOrder, OrderNotFound
+from worker.errors import ExchangeError, FenceLost, InvalidOrder, OrderNotFound
 from worker.exchange.models import OrderState
 from worker.exchange.ports import Exchange
 from worker.exchange.retry import call_with_retry
@@ -37,10 +58,11 @@ from worker.orders.events import (
     progress,
     ref_of,
 )
+from worker.orders.outcomes import answer, keep_s, repeat
 from worker.orders.place import find
 from worker.orders.registry import Entry
 from worker.policy import retry_policy
-from worker.ports import ACK, Delivery, Deps, Outcome
+from worker.ports import ACK, RETRY, Delivery, Deps, Outcome
 
 ACCEPT_WAIT_S = 30.0
 log = logging.getLogger(__name__)
@@ -70,7 +92,7 @@ async def _cancel_entry(deps: Deps, cancel: OrderRef | None, entry: Entry,
     tracker = deps.tracker
     if entry.terminal:  # it ended while we waited (e.g. its placement found it filled)
         if cancel is not None:
-            await deps.publisher.publish([cancel_done(cancel, entry.ref, entry.final)])
+            await answer(deps, cancel, cancel_done(cancel, entry.ref, entry.final))
         return
     try:
         state = await _cancel_on_exchange(deps, exchange, entry)
@@ -83,18 +105,21 @@ async def _cancel_entry(deps: Deps, cancel: OrderRef | None, entry: Entry,
                     extra={"client_order_id": entry.ref.client_order_id})
         await tracker.persist([entry])
         if entry.terminal:
-            await deps.publisher.publish([cancel_done(cancel, entry.ref, entry.final)])
+            await answer(deps, cancel, cancel_done(cancel, entry.ref, entry.final))
         return
     if entry.terminal and cancel is not None:
         # the follower saw it end meanwhile; its batch may have been built before we joined,
         # so say it again: same id, same (the entry's final) state
-        await deps.publisher.publish([cancel_done(cancel, entry.ref, entry.final)])
+        await answer(deps, cancel, cancel_done(cancel, entry.ref, entry.final))
         return
     if state.is_terminal or entry.terminal:
         final = state if state.is_terminal else entry.final
         event = progress(entry.ref, state) if state.is_terminal else None
-        done = [cancel_done(cancel, entry.ref, final)] if cancel is not None else []
-        await deps.publisher.publish([*([event] if event else []), *done])
+        also = [event] if event else []
+        if cancel is not None:
+            await answer(deps, cancel, cancel_done(cancel, entry.ref, final), also)
+        else:
+            await deps.publisher.publish(also)
         if not entry.terminal:
             tracker.finish(entry, state)
         return
@@ -104,18 +129,23 @@ async def _cancel_entry(deps: Deps, cancel: OrderRef | None, entry: Entry,
 async def handle_cancel(cmd: CancelOrder, deps: Deps, delivery: Delivery) -> Outcome:
     tracker = deps.tracker
     target_cid = client_order_id(cmd.account, cmd.target_command_id)
+    copy = delivery.redelivered or delivery.attempt > 1 or delivery.published_attempt > 1
     async with delivery.turn:
         entry = tracker.get(target_cid)
         cold = tracker.warmth.warm_in(delivery.shard)
-        if (entry is None or entry.phase == "tombstone") and cold > 0:
-            await asyncio.sleep(cold)  # a record of the target may still be on its way
+        if (entry is None or entry.phase == "tombstone" or copy) and cold > 0:
+            # a record of the target, or of this cancel's outcome, may still be on its way
+            await asyncio.sleep(cold)
             entry = tracker.get(target_cid)
+        if await repeat(deps, ref_of(cmd).client_order_id):
+            return ACK  # a copy: its outcome is decided and remembered
         symbol = entry.ref.symbol if entry is not None and entry.ref.symbol else cmd.symbol
         cancel = ref_of(cmd, symbol=symbol)
         target = ref_of(cmd, symbol=symbol, command_id=cmd.target_command_id)
         exchange = await deps.exchanges.get(cmd.account, cmd.exchange)
-        if entry is not None and entry.terminal:
-            await deps.publisher.publish([cancel_done(cancel, entry.ref, entry.final)])
+        if entry is not None and (entry.terminal or entry.phase == "done"):
+            # ended, or never placed (its PlaceOrder was refused): final None
+            await answer(deps, cancel, cancel_done(cancel, entry.ref, entry.final))
             return ACK
         if entry is not None and entry.phase == "pending":
             entry.cancel_requested = True
@@ -133,6 +163,12 @@ async def handle_cancel(cmd: CancelOrder, deps: Deps, delivery: Delivery) -> Out
                 await asyncio.sleep(wait)
                 state = await _lookup(deps, exchange, symbol, target_cid)
             if state is None:
+                looked = time.monotonic()
+                try:  # see the module docstring: absent only while we hold the shard
+                    await delivery.fence.proven_at(max(0.0, time.monotonic() - looked))
+                except FenceLost as exc:
+                    log.warning("lost hold of the cancel, leaving it to the broker: %s", exc)
+                    return RETRY
                 log.info("cancel target unknown", extra={"client_order_id": target_cid,
                                                          "shard": delivery.shard,
                                                          "waited_s": cold})
@@ -162,14 +198,12 @@ async def _find_open(deps: Deps, exchange: Exchange, cid: str) -> OrderState | N
 
 async def _tombstone(deps: Deps, cmd: CancelOrder, cancel: OrderRef,
                      target: OrderRef) -> Outcome:
-    s = deps.settings
-    keep_s = s.max_command_age_s + s.max_clock_skew_s + s.fence_s + s.track_cycle_s
     entry = deps.tracker.add(Entry(ref=target, phase="tombstone",
-                                   expires_at=time.time() + keep_s))
-    await deps.tracker.persist([entry], [cancel_rejected(
+                                   expires_at=time.time() + keep_s(deps.settings)))
+    await answer(deps, cancel, cancel_rejected(
         cancel, RejectReason.ORDER_NOT_FOUND,
         f"no order for command {cmd.target_command_id}; it will not be placed later",
-        target)])
+        target), entries=[entry])
     return ACK
 
 

@@ -24,6 +24,7 @@ from schemas import CancelAll, CancelOrder, PlaceOrder, RejectReason
 from schemas.tracking import TrackBatch, TrackOrder
 from worker.orders.events import cancel_rejected, ref_of
 from worker.orders.intake import Malformed, parse
+from worker.orders.outcomes import answer
 from worker.orders.registry import Entry
 from worker.ports import Deps
 
@@ -69,6 +70,10 @@ async def on_dead_letter(dead: DeadLetter, deps: Deps) -> None:
         case CancelOrder() | CancelAll():
             target = (ref_of(msg, command_id=msg.target_command_id)
                       if isinstance(msg, CancelOrder) else None)
-            await deps.publisher.publish([cancel_rejected(
+            event = cancel_rejected(
                 ref_of(msg), RejectReason.DEAD_LETTERED,
-                f"dead-lettered by the broker ({dead.broker_reason}); send it again", target)])
+                f"dead-lettered by the broker ({dead.broker_reason}); send it again", target)
+            if target is None:
+                await deps.publisher.publish([event])
+            else:  # an outcome this worker remembers for it wins (worker.orders.outcomes)
+                await answer(deps, ref_of(msg), event)

@@ -31,6 +31,7 @@ from worker.errors import (
 from worker.exchange.models import OrderState
 from worker.exchange.ports import Exchange
 from worker.orders.events import OrderRef, accepted, cancel_done, progress, refusal, stalled
+from worker.orders.outcomes import keep_s
 from worker.orders.registry import Entry
 from worker.orders.tracker import Tracker
 
@@ -102,18 +103,30 @@ async def resolve_pending(tracker: Tracker, exchange: Exchange, entry: Entry) ->
         tracker.metrics.reconciliations.labels("pending_found").inc()
         await observe(tracker, entry, found)
         return
+    if not entry.durable:
+        # its record was never confirmed, so its command was not acked: whoever holds the
+        # command now (maybe another worker, maybe placing it) decides, not this tracker
+        return
     s = tracker.settings
     trust_at = (entry.sent_before or 0) + exchange.settle_s + s.fence_s + s.max_clock_skew_s
     wait = trust_at - time.time()
     if wait > 0:
         entry.next_lookup_at = time.monotonic() + min(wait + 0.05, max(s.track_poll_s, 1.0))
         return
-    events = [refusal(OrderFailed, entry.ref, RejectReason.NOT_PLACED,
-                      "the exchange confirmed no order with this client order id after "
-                      "every earlier request expired", amount=_dec(entry.amount),
-                      side=entry.side, order_type=entry.type)]
-    events += [cancel_done(cancel_ref(entry, c), entry.ref, None) for c in entry.cancel_commands]
-    await tracker.publisher.publish(events)
+    failed = refusal(OrderFailed, entry.ref, RejectReason.NOT_PLACED,
+                     "the exchange confirmed no order with this client order id after "
+                     "every earlier request expired", amount=_dec(entry.amount),
+                     side=entry.side, order_type=entry.type)
+    events = [failed, *(cancel_done(cancel_ref(entry, c), entry.ref, None)
+                        for c in entry.cancel_commands)]
+    # remembered with it (worker.orders.outcomes): a copy of the command arriving after
+    # the entry would have been forgotten repeats it, and never places the order
+    entry.phase, entry.outcome, entry.expires_at = "done", failed, time.time() + keep_s(s)
+    try:
+        await tracker.persist([entry], events)
+    except BaseException:
+        entry.phase, entry.outcome, entry.expires_at = "pending", None, None  # try again
+        raise
     tracker.finish(entry, None)
     tracker.metrics.reconciliations.labels("pending_absent").inc()
 

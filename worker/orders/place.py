@@ -11,7 +11,9 @@ Outcomes, each decided here and nowhere else:
                                             exchange refused outright)
 * a cancel already tombstoned this order -> OrderRejected(canceled_before_placement)
   (checked again after the settle wait: its record may arrive meanwhile)
-* a copy of a command the tracker owns, pending or finished -> ack, nothing new
+* a copy of a command the tracker owns, pending or finished -> ack, nothing new; a copy
+  of a refused command repeats its refusal (refusals are remembered before they are
+  published, worker.orders.outcomes), never judged afresh
 * transient trouble                      -> retried here, inside the account's turn, so no
                                             later command of the account overtakes it;
                                             after ``intake_budget_s`` -> OrderFailed, or
@@ -64,6 +66,7 @@ from worker.logs import bind
 from worker.orders.events import OrderRef, accepted, cancel_done, progress, ref_of, refusal
 from worker.orders.follow import cancel_ref
 from worker.orders.lookup import needs_lookup
+from worker.orders.outcomes import answer, confirm_decided, decided, tombstoned
 from worker.orders.registry import Entry
 from worker.orders.risk import check_risk
 from worker.orders.validation import ValidOrder, check_fresh, validate_place
@@ -94,9 +97,12 @@ async def _reject(deps: Deps, ref: OrderRef, order: ValidOrder | None, reason: R
                   message: str, kind: type[OrderRejected] | type[OrderFailed] = OrderRejected
                   ) -> None:
     cmd = order.command if order else None
-    await deps.publisher.publish([refusal(
-        kind, ref, reason, message, amount=order.amount if order else Decimal(0),
-        side=cmd.side if cmd else None, order_type=cmd.type if cmd else None)])
+    event = refusal(kind, ref, reason, message, amount=order.amount if order else Decimal(0),
+                    side=cmd.side if cmd else None, order_type=cmd.type if cmd else None)
+    if reason == RejectReason.CANCELED_BEFORE_PLACEMENT:  # the tombstone says it already
+        await deps.publisher.publish([event])
+    else:
+        await answer(deps, ref, event)
     deps.metrics.outcomes.labels("rejected" if kind is OrderRejected else "failed").inc()
 
 
@@ -128,17 +134,6 @@ async def _lookup(deps: Deps, exchange: Exchange, cmd: PlaceOrder, delivery: Del
             await asyncio.sleep(wait)
         state = await find(deps, exchange, cmd.symbol, cid)
     return state
-
-
-def _tombstoned(known: Entry | None) -> bool:
-    """A cancel found no order for this client id: the command must not be placed."""
-    return known is not None and known.phase == "tombstone" and not known.terminal
-
-
-def _decided(known: Entry | None) -> bool:
-    """The tracker owns this command's order (or its doubt), or its outcome is published."""
-    return known is not None and (known.terminal or (known.live and (
-        known.accepted.is_set() or known.phase == "pending")))
 
 
 class AlreadyDecided(Exception):
@@ -174,10 +169,10 @@ async def _place(deps: Deps, cmd: PlaceOrder, order: ValidOrder, delivery: Deliv
         log.info("order exists, resuming", extra={"client_order_id": ref.client_order_id})
         return state
     known = deps.tracker.get(ref.client_order_id)
-    if _tombstoned(known):
+    if tombstoned(known):
         # the cancel's record arrived while this command waited out the settle window
         raise CanceledBeforePlacement(TOMBSTONED)
-    if _decided(known):
+    if decided(known):
         # while this copy waited out the settle window, the tracker learned the command
         # (its record came round) or even published its outcome: that stands
         raise AlreadyDecided(ref.client_order_id)
@@ -223,13 +218,14 @@ async def handle_place(cmd: PlaceOrder, deps: Deps, delivery: Delivery) -> Outco
     give_up_at = time.monotonic() + settings.intake_budget_s
     async with delivery.turn:
         known = tracker.get(cid)
-        if _tombstoned(known):
+        if tombstoned(known):
             await _reject(deps, ref, order, RejectReason.CANCELED_BEFORE_PLACEMENT, TOMBSTONED)
             return ACK
-        if _decided(known):
+        if known is not None and decided(known):
             # a copy of a command whose order (or its doubt) the tracker owns, or whose
             # outcome is published (confirmed) already: a lookup could miss the order
-            # (lagging history) and place it again
+            # (lagging history) and place it again. A remembered refusal is repeated.
+            await confirm_decided(deps, known)
             return ACK
         attempt = 0
         while True:
@@ -241,6 +237,9 @@ async def handle_place(cmd: PlaceOrder, deps: Deps, delivery: Delivery) -> Outco
             except AmbiguousOrderState as exc:
                 return await _hand_over(deps, cmd, ref, exc)
             except AlreadyDecided:
+                now_known = tracker.get(cid)
+                if now_known is not None:  # e.g. a refusal remembered meanwhile: say it again
+                    await confirm_decided(deps, now_known)
                 return ACK  # the tracker owns it, or its outcome is published
             except FenceLost as exc:
                 # another worker may hold it now: publish nothing, decide nothing

@@ -13,6 +13,7 @@ import time
 from dataclasses import dataclass, field
 from decimal import Decimal, InvalidOperation
 
+from schemas import Event
 from schemas.tracking import Phase, TrackOrder
 from worker.exchange.models import OrderState
 from worker.orders.events import OrderRef, ref_of_record
@@ -34,7 +35,11 @@ class Entry:
     expires_at: float | None = None
     cancel_commands: list[str] = field(default_factory=list)
     cancel_requested: bool = False
+    outcome: Event | None = None
+    """phase ``done``: the command's one outcome (worker.orders.outcomes)."""
     # -- not durable -------------------------------------------------------------
+    durable: bool = False
+    """A record of it was confirmed (or it came from one): others can learn it."""
     cancel_sent_at: float = 0.0
     """Epoch seconds the last cancel request was sent (0: none)."""
     terminal: bool = False
@@ -42,7 +47,10 @@ class Entry:
     """The terminal state (None with terminal=True: never placed)."""
     published_filled: Decimal | None = None
     renewed_at: float = field(default_factory=lambda: time.monotonic())
-    """When a record copy of this entry was last published (monotonic)."""
+    """When a record copy of this entry was last published (monotonic; at first, when the
+    entry was made: an entry nobody renews for long belongs to another worker)."""
+    confirmed_at: float = float("-inf")
+    """When a record copy of it was last confirmed by the broker (monotonic)."""
     last_seen: tuple[str, Decimal] | None = None
     """(status, filled) of the last state observed: an unchanged listing is skipped."""
     misses: int = 0
@@ -65,7 +73,7 @@ class Entry:
 
     @property
     def live(self) -> bool:
-        return not self.terminal and self.phase != "tombstone"
+        return not self.terminal and self.phase not in ("tombstone", "done")
 
     def to_record(self) -> TrackOrder:
         r = self.ref
@@ -77,12 +85,12 @@ class Entry:
             placed_at=self.placed_at, deadline_at=self.deadline_at,
             sent_before=self.sent_before, expires_at=self.expires_at,
             cancel_commands=tuple(self.cancel_commands),
-            cancel_requested=self.cancel_requested)
+            cancel_requested=self.cancel_requested, outcome=self.outcome)
 
     def merge(self, rec: TrackOrder) -> bool:
         """Fold a record copy into this entry; True if the copy taught it something."""
         changed = False
-        if self.phase == "tombstone" and rec.phase != "tombstone":
+        if self.phase == "tombstone" and rec.phase not in ("tombstone", "done"):
             # an order exists after all: the cancel that left the tombstone still wants it gone
             self.phase, self.cancel_requested, changed = rec.phase, True, True
             self.order_id = rec.exchange_order_id
@@ -100,6 +108,10 @@ class Entry:
                 changed = True
         if rec.sent_before and (self.sent_before or 0) < rec.sent_before:
             self.sent_before, changed = rec.sent_before, True
+        if rec.outcome is not None and self.outcome is None:
+            self.outcome, changed = rec.outcome, True
+            if self.phase == "tombstone":
+                self.phase, self.expires_at = "done", rec.expires_at
         return changed
 
     def _take_order_fields(self, rec: TrackOrder) -> None:
@@ -114,8 +126,9 @@ class Entry:
 def entry_from_record(rec: TrackOrder) -> Entry:
     entry = Entry(ref=ref_of_record(rec), phase=rec.phase, order_id=rec.exchange_order_id,
                   expires_at=rec.expires_at, cancel_commands=list(rec.cancel_commands),
-                  cancel_requested=rec.cancel_requested)
+                  cancel_requested=rec.cancel_requested, outcome=rec.outcome)
     entry._take_order_fields(rec)
+    entry.durable = True
     if rec.phase != "pending":
         entry.accepted.set()  # an open order from a record was accepted by whoever placed it
     return entry

@@ -123,8 +123,11 @@ class Tracker:
         counted in ``ow_orders_total`` and logged at INFO once, whichever path ended it.
         ``age_s``: since the command was created (default: since placement)."""
         first = not entry.terminal
-        entry.terminal, entry.final = True, state
-        self._terminal_at[entry.ref.client_order_id] = time.monotonic()
+        if entry.phase == "done":  # never placed, remembered: its record keeps circulating
+            entry.final = None
+        else:
+            entry.terminal, entry.final = True, state
+            self._terminal_at[entry.ref.client_order_id] = time.monotonic()
         self.exposure.remove(entry.ref.client_order_id)
         self._prune()  # finished entries go even when no record comes round (rate-limited)
         if not first:
@@ -144,7 +147,8 @@ class Tracker:
         await self.publisher.publish(events, [e.to_record() for e in entries])
         now = time.monotonic()
         for e in entries:
-            e.renewed_at = now
+            e.renewed_at = e.confirmed_at = now
+            e.durable = True
             self.exposure.update(e)
 
     # -- the carousel --------------------------------------------------------------
@@ -164,9 +168,9 @@ class Tracker:
         entry = self.entries.get(cid)
         if entry is None and cid in self._terminal_at:
             return None  # done with it; let the copy go
-        if rec.phase == "tombstone" and rec.expires_at is not None \
+        if rec.phase in ("tombstone", "done") and rec.expires_at is not None \
                 and rec.expires_at < time.time():
-            if entry is None or entry.phase == "tombstone":
+            if entry is None or entry.phase in ("tombstone", "done"):
                 self._drop(cid)
                 return None
         if entry is None:
@@ -187,7 +191,9 @@ class Tracker:
                 entry.accepted.set()
             if news and entry.live:
                 self._ensure_follower(entry.ref.account, entry.ref.exchange)
-        if not news and time.monotonic() - entry.renewed_at < self.cycle_s / 2:
+        if not news and time.monotonic() - entry.confirmed_at < self.cycle_s / 2:
+            # a spare copy: one was confirmed lately (if that renewal failed, this copy is
+            # the record's only one and must be renewed)
             self.metrics.reconciliations.labels("spare_record_dropped").inc()
             return None
         return entry

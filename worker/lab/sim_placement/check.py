@@ -63,7 +63,8 @@ def _status(o: SimOrder) -> str:
 
 Violation = tuple[str, str]
 """(kind, text): kinds are double_order, event_id, outcomes, inconsistent, unfinished,
-and the milder refusal_variants / cancel_variants (see ``worker.lab.sim_placement.known``)."""
+and the milder refusal_variants / cancel_variants (several outcomes, none of them contradicted
+by the exchange; no longer tolerated, see ``worker.lab.sim_placement.known``)."""
 
 
 def _place(world: World, c: Cmd, orders: list[SimOrder], out: list[Violation]) -> None:

@@ -73,7 +73,7 @@ class Summary:
 
 
 def _args(profile: Profile) -> str:
-    if profile == GATED:
+    if profile == GATED and GATED != FULL:
         return " GATED=1"
     edits = [f"-{k}" for k in sorted(DEFAULT_FAULTS - profile.faults)]
     edits += [f"+{k}" for k in sorted(profile.faults - DEFAULT_FAULTS)]
@@ -183,7 +183,7 @@ def main(argv: list[str] | None = None) -> int:
         return 1 if replay(args.seed, profile).violations else 0
     summary = run_many(range(args.start, args.start + args.n), profile)
     print(summary.report(profile))
-    if profile != FULL:
+    if profile != FULL and OPEN:
         print("gated off (open defects): " + "; ".join(OPEN))
     return 1 if (summary.untolerated() if args.gated else summary.failed) else 0
 
