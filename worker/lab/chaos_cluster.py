@@ -138,7 +138,7 @@ class NodeFaults:
         deadline = time.monotonic() + self.down_max_s
         live: float | None = None
         while time.monotonic() < deadline and live is None:
-            await asyncio.sleep(0.5)
+            await asyncio.sleep(1.0)
             live, _ = recovery(t0, self.sent(), stage.log.first_at, SHARDS, PREFETCH)
         print(f"  node fault {n + 1}: {what} ({node.name if node else '-'}); every shard "
               f"consumed again after {live}s (live reading)", flush=True)
