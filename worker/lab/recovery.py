@@ -3,14 +3,16 @@
 A shard queue *consumes again* after a fault at ``t0`` once a worker has handled a command
 of that shard that the broker cannot have delivered before ``t0``: its first event
 (``occurred_at``, made by the worker after the delivery) is the proof. Such a command is
-either sent after ``t0``, or queued behind more than ``2 * prefetch`` commands of its
-shard that were still without any event at ``t0``:
+either sent after ``t0``, or queued behind more than ``prefetch`` commands of its shard
+that were still without any event at ``t0``:
 
-* a shard queue has one active consumer (single-active-consumer) holding at most
-  ``prefetch`` unacked messages, and a worker makes a command's first event before it
-  acks the message, so every command delivered but without an event at ``t0`` is among
-  those unacked ones (twice ``prefetch`` leaves room for a consumer the broker has not
-  yet declared dead while the next one starts);
+* a shard queue (quorum, single-active-consumer) hands messages to one consumer at a
+  time, at most ``prefetch`` unacked; when that consumer goes away (its channel closed,
+  or its node lost: RabbitMQ then marks it *suspected down* and moves it to the waiting
+  consumers) its unacked messages return to the queue before the next one is activated.
+  A worker makes a command's first event before it acks the message, so every command
+  delivered but without an event at ``t0`` is among the at most ``prefetch`` messages
+  the active consumer held;
 * the queue delivers in order (returned messages first), so those are the *first*
   commands of the shard without an event at ``t0``, in the order they were sent (one
   sender, each send confirmed before the next).
@@ -51,7 +53,7 @@ def shard_recovery(t0: float, sent: Iterable[Sent], first_at: Mapping[str, float
         cmds.sort(key=lambda s: s.at)
         waiting = [s.command_id for s in cmds
                    if s.at < t0 and first_at.get(s.command_id, float("inf")) > t0]
-        fresh = waiting[2 * prefetch:] + [s.command_id for s in cmds if s.at >= t0]
+        fresh = waiting[prefetch:] + [s.command_id for s in cmds if s.at >= t0]
         times = [first_at[c] for c in fresh if c in first_at]
         out[shard] = round(min(times) - t0, 1) if times else None
     return out
