@@ -73,7 +73,7 @@ class Worker:
         if check is not None:  # an exchange we could not place on safely stops start-up
             await check()
         self.connection = await connect_robust(
-            s.amqp_url, reconnect_interval=1.0,
+            s.amqp_url, reconnect_interval=1.0, first=s.worker_index,
             client_properties={"connection_name": f"orderworker-{s.worker_index}"})
         pub = await self.connection.channel(publisher_confirms=True, on_return_raises=True)
         recorded = await read_contract(self.connection, self.names, wait_s=2.0)

@@ -85,6 +85,18 @@ async def test_first_connect_skips_dead_addresses(brokers: FakeBrokers) -> None:
     await conn.close()
 
 
+async def test_workers_start_at_their_own_address(brokers: FakeBrokers) -> None:
+    brokers.up = {A, B}
+    conn = await connect_robust([A, B, C], reconnect_interval=0.01, first=4)  # 4 % 3 = 1
+    assert brokers.attempts == [B]
+    await conn.close()
+    brokers.attempts.clear()
+    conn = await connect_robust([A, B, C], reconnect_interval=0.01, first=2)  # C is down
+    assert brokers.attempts == [C, A]
+    assert str(conn.url).startswith(A.rstrip("/"))
+    await conn.close()
+
+
 async def test_first_connect_raises_when_no_address_answers(brokers: FakeBrokers) -> None:
     brokers.up = set()
     with pytest.raises(ConnectionRefusedError):
