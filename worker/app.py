@@ -22,6 +22,7 @@ import contextlib
 import logging
 
 from aio_pika.abc import AbstractIncomingMessage, AbstractQueue, AbstractRobustConnection
+from aiormq.exceptions import AMQPChannelError, AMQPConnectionError, ChannelInvalidStateError
 
 from worker.broker.connect import connect_robust
 from worker.broker.consumer import CommandConsumer
@@ -72,7 +73,7 @@ class Worker:
         if check is not None:  # an exchange we could not place on safely stops start-up
             await check()
         self.connection = await connect_robust(
-            s.amqp_url, reconnect_interval=1.0,
+            s.amqp_url, reconnect_interval=1.0, first=s.worker_index,
             client_properties={"connection_name": f"orderworker-{s.worker_index}"})
         pub = await self.connection.channel(publisher_confirms=True, on_return_raises=True)
         recorded = await read_contract(self.connection, self.names, wait_s=2.0)
@@ -181,8 +182,41 @@ class Worker:
             await self.connection.close()
         log.info("worker stopped")
 
+    async def start_riding_out(self, retry_for_s: float = 60.0) -> None:
+        """``start``, started over on the next address when the connection drops while
+        starting (the node died under it). Without this the process exits and its
+        supervisor restarts it, seconds later at best, or with a crash-loop back-off. A
+        broker that never answered still fails at once (wrong address, auth)."""
+        give_up_at = asyncio.get_running_loop().time() + retry_for_s
+        while True:
+            try:
+                await self.start()
+                return
+            except (AMQPConnectionError, ChannelInvalidStateError, ConnectionError) as exc:
+                if (self.connection is None or isinstance(exc, AMQPChannelError)
+                        or asyncio.get_running_loop().time() > give_up_at):
+                    raise  # never connected, or the broker refused something: no retry
+                log.warning("broker connection lost while starting (%r); starting over", exc)
+                await self._abandon_start()
+                await asyncio.sleep(1.0)
+
+    async def _abandon_start(self) -> None:
+        if self._standby_task is not None:
+            self._standby_task.cancel()
+            self._standby_task = None
+        self._subscriptions.clear()
+        if self.consumer is not None:
+            self.consumer.stopping = True  # hand back whatever still arrives
+        with contextlib.suppress(Exception):
+            if self.tracker is not None:
+                await self.tracker.close()
+        with contextlib.suppress(Exception):
+            if self.connection is not None:
+                await self.connection.close()
+        self.connection = self.consumer = self.tracker = self.deps = None
+
     async def run(self, stop: asyncio.Event) -> None:
-        await self.start()
+        await self.start_riding_out()
         try:
             await stop.wait()
         finally:

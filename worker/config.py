@@ -198,6 +198,9 @@ def unreachable(amqp_url: str, exc: BaseException) -> str:
 
 
 def redact_url(url: str) -> str:
+    """The address with its password replaced, each address of a comma-separated list."""
+    if "," in url:
+        return ",".join(redact_url(u.strip()) for u in url.split(","))
     parts = urlsplit(url)
     if parts.password is None:
         return url

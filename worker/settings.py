@@ -130,7 +130,8 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=
     """Deliveries of one command before the broker dead-letters it (a command that keeps
     crashing workers); the dead-letter watcher then still gives it an outcome."""
     worker_index: Annotated[int, Meta(ge=0)] = 0
-    """This worker's ordinal: it prefers shards ``k % worker_count == worker_index``."""
+    """This worker's ordinal: it prefers shards ``k % worker_count == worker_index``, and
+    of several broker addresses it tries ``worker_index % count`` first."""
     worker_count: Count = 1
     """Number of workers sharing the preferred shards."""
     standby_delay_s: Annotated[float, Meta(ge=0)] = 2.0

@@ -85,6 +85,18 @@ async def test_first_connect_skips_dead_addresses(brokers: FakeBrokers) -> None:
     await conn.close()
 
 
+async def test_workers_start_at_their_own_address(brokers: FakeBrokers) -> None:
+    brokers.up = {A, B}
+    conn = await connect_robust([A, B, C], reconnect_interval=0.01, first=4)  # 4 % 3 = 1
+    assert brokers.attempts == [B]
+    await conn.close()
+    brokers.attempts.clear()
+    conn = await connect_robust([A, B, C], reconnect_interval=0.01, first=2)  # C is down
+    assert brokers.attempts == [C, A]
+    assert str(conn.url).startswith(A.rstrip("/"))
+    await conn.close()
+
+
 async def test_first_connect_raises_when_no_address_answers(brokers: FakeBrokers) -> None:
     brokers.up = set()
     with pytest.raises(ConnectionRefusedError):
@@ -146,3 +158,46 @@ async def test_a_broker_nack_is_re_sent_a_returned_message_is_not() -> None:
     with pytest.raises(PublishError):
         await send_with_reconnect("events", returned, limit_s=5)
     assert len(calls) == 3
+
+
+class _Starting:
+    """A Worker whose start() loses its connection ``drops`` times after connecting."""
+
+    def __init__(self, drops: int, error: Exception) -> None:
+        from worker.app import Worker
+        from worker.settings import Settings
+
+        self.worker = Worker(Settings())
+        self.drops, self.error, self.starts = drops, error, 0
+
+        async def start() -> None:
+            self.starts += 1
+            self.worker.connection = object()  # type: ignore[assignment]
+            if self.starts <= self.drops:
+                raise self.error
+
+        async def abandon() -> None:
+            self.worker.connection = None
+
+        self.worker.start = start  # type: ignore[method-assign]
+        self.worker._abandon_start = abandon  # type: ignore[method-assign]
+
+
+async def test_a_node_lost_while_starting_starts_the_worker_over(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(asyncio, "sleep", _no_sleep)
+    s = _Starting(2, aiormq.exceptions.ConnectionClosed(320, "reset"))
+    await s.worker.start_riding_out()
+    assert s.starts == 3
+
+
+async def test_a_refusal_while_starting_is_not_retried(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(asyncio, "sleep", _no_sleep)
+    s = _Starting(1, aiormq.exceptions.ChannelPreconditionFailed("x-quorum-initial-group-size"))
+    with pytest.raises(aiormq.exceptions.ChannelPreconditionFailed):
+        await s.worker.start_riding_out()
+    assert s.starts == 1
+
+
+async def _no_sleep(_: float) -> None:
+    return None

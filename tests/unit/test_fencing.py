@@ -146,3 +146,36 @@ async def test_a_redelivery_never_waits_beyond_the_intake_budget() -> None:
     assert outcome.action == "ack" and paper.created == 0 and pub.events == []
     assert deps.tracker.entries and next(iter(deps.tracker.entries.values())).phase == "pending"
     await deps.tracker.close()
+
+
+class Counting(Stalled):
+    def __init__(self, inner: Any) -> None:
+        super().__init__(inner, 0.0, 0.0)
+        self.lookups = 0
+
+    async def find_order(self, *a: Any) -> Any:
+        self.lookups += 1
+        return await self.inner.find_order(*a)
+
+
+@pytest.mark.parametrize(("arrived_s_ago", "lookups"), [(0.0, 2), (1.0, 1)])
+async def test_a_redelivered_copy_waits_from_its_arrival_not_from_its_turn(
+        arrived_s_ago: float, lookups: int) -> None:
+    """Redelivered copies queued in one account's turn wait together: a copy whose
+    lookup begins after its arrival + fence + settle trusts that lookup; a fresh one
+    waits and looks again."""
+    deps, pub, paper = make(OW_FENCE_S="0.3")
+    paper.settle_s = 0.2  # type: ignore[misc]
+    counting = Counting(paper)
+    deps = Deps(deps.settings, StaticExchanges({"paper": counting}),  # type: ignore[dict-item]
+                pub, deps.metrics, deps.tracker)
+    cmd = place()
+    started = time.monotonic()
+    out = await handle(cmd, deps, Delivery(
+        attempt=2, redelivered=True, received_at=time.monotonic() - arrived_s_ago,
+        fence=BrokerFences(prefetch=32, timeout_s=1.0).for_message(FakeMessage(FakeChannel()))))
+    assert out.action == "ack" and pub.kinds()[:1] == ["OrderAccepted"]
+    assert paper.orders_for(client_order_id(cmd.account, cmd.command_id)) == 1
+    assert counting.lookups == lookups
+    assert (time.monotonic() - started >= 0.45) == (lookups == 2)
+    await deps.tracker.close()

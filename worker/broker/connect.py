@@ -12,7 +12,10 @@ through a robust channel and their consumers are restored on the new connection,
 publishers ride the gap out with ``worker.broker.publisher.send_with_reconnect``.
 
 The first connect tries each address once, in order, and raises the last error if none
-answers. With a single address this is exactly ``aio_pika.connect_robust``.
+answers. With a single address this is exactly ``aio_pika.connect_robust``. A worker
+starts at the address ``OW_WORKER_INDEX`` points to (index modulo the count), so the
+workers of one deployment spread over the nodes: a node loss then takes the connections
+of only some workers, and the others' standby consumers take its shards over at once.
 """
 
 from __future__ import annotations
@@ -90,11 +93,13 @@ class RotatingRobustConnection(aio_pika.RobustConnection):
 
 async def connect_robust(amqp_url: str | Sequence[str], *, reconnect_interval: float = 1.0,
                          client_properties: dict[str, Any] | None = None,
-                         connect_timeout_s: float | None = None) -> AbstractRobustConnection:
-    """A robust connection to the first answering address; reconnects rotate the list."""
+                         connect_timeout_s: float | None = None,
+                         first: int = 0) -> AbstractRobustConnection:
+    """A robust connection to the first answering address, trying them from index
+    ``first`` (modulo their count) round the ring; reconnects rotate the list."""
     urls = broker_urls(amqp_url)
     last: BaseException | None = None
-    for start in range(len(urls)):
+    for start in ((first + k) % len(urls) for k in range(len(urls))):
         conn = RotatingRobustConnection(
             AddressRing(urls, start), reconnect_interval=reconnect_interval,
             **({"client_properties": client_properties} if client_properties else {}))

@@ -89,6 +89,8 @@ class Chaos:
     broker_restarts: int = 0
     streams: bool = False
     """Follow orders over the simulator's user-data stream too, with stream faults."""
+    sent_at: dict[str, float] = field(default_factory=dict)
+    """Per command id: when its send began (epoch s; worker.lab.recovery)."""
     extra_faults: list[Callable[[Stage], Coroutine[None, None, None]]] = field(
         default_factory=list)
     """More fault coroutines, run beside the worker kills from the first order on and
@@ -304,6 +306,7 @@ async def run(chaos: Chaos, drain_timeout_s: float = 120.0) -> dict[str, object]
         extras = [asyncio.create_task(fault(stage)) for fault in chaos.extra_faults]
         for at, cmd in cmds:
             await asyncio.sleep(max(0.0, started + 1.0 + at - time.monotonic()))
+            chaos.sent_at.setdefault(cmd.command_id, time.time())
             await client.send(msgspec.structs.replace(cmd, created_at=datetime.now(UTC)))
         # keep breaking things while the backlog is worked off, then drain in peace
         ids = {c.command_id for _, c in cmds}

@@ -8,8 +8,17 @@ component given all three node addresses, and adds, while orders flow:
 3. a clean restart (``rabbitmqctl stop``, start) of the node leading most shard queues.
 
 Each fault waits until all three nodes are back, so two of three (a quorum) are always
-up. Right after each fault one probe order per shard is sent; the time until every probe's
-terminal event is on the durable audit queue is the time to recover consumption.
+up. Per fault it reports two times from the fault on, read off the durable event stream:
+
+* ``recovery_s``: until every shard queue consumes again, i.e. a worker handled a command
+  of each shard that the broker cannot have delivered before the fault (the definition
+  and its proof: worker.lab.recovery). The verdict requires at most RECOVERY_LIMIT_S.
+* ``probes_done_s``: until one probe order per shard, sent right after the fault, has
+  its outcome. The probes queue behind the backlog that built up meanwhile, so this is
+  mostly the time to work that off under the continuing worker kills; it is reported,
+  and judged only in that every probe must get its outcome before the run ends (the
+  run's drain limit, DRAIN_S after the last order).
+
 Start the cluster first (``make cluster``); the run prints the same counts as ``make chaos``.
 """
 
@@ -19,6 +28,7 @@ import argparse
 import asyncio
 import json
 import logging
+import subprocess
 import sys
 import time
 from datetime import UTC, datetime
@@ -29,16 +39,20 @@ from worker.broker.topology import shard_for
 from worker.client import OrderClient
 from worker.lab import cluster
 from worker.lab.chaos import Chaos, Stage, ok, run
+from worker.lab.recovery import Sent, recovery
 
 SHARDS = 8
 
 
 def _ctl_json(*args: str) -> list[dict[str, Any]]:
-    """Ask the first node that answers (one may be down)."""
+    """Ask the first node that answers (one may be down, or too slow on a busy machine)."""
     for node in cluster.nodes():
         if cluster.pid_of(node) is None:
             continue
-        r = cluster.ctl(node, *args, "--formatter", "json", timeout_s=30)
+        try:
+            r = cluster.ctl(node, *args, "--formatter", "json", timeout_s=30)
+        except subprocess.TimeoutExpired:
+            continue
         if r.returncode == 0:
             return list(json.loads(r.stdout))
     return []
@@ -67,23 +81,41 @@ def shard_leaders(prefix: str) -> list[tuple[int, str]]:
             for r in rows if str(r["name"]).startswith(f"{prefix}.commands.")]
 
 
+DRAIN_S = 600.0
+"""How long the run waits after the last order for every command's outcome. Longer than
+``make chaos``'s 300 s: three Raft nodes share the 2 cores with the workers, and the
+backlog built up while nodes were down is worked off under continuing worker kills."""
+RECOVERY_LIMIT_S = 60.0
+"""A node fault passes if every shard consumes again within this (worker.lab.recovery)."""
+PREFETCH = 16
+"""The workers' prefetch in the chaos run (``OW_PREFETCH`` in worker.lab.chaos)."""
+
+
 class NodeFaults:
-    """The node-fault schedule as a ``Chaos.extra_faults`` entry, with its measurements."""
+    """The node-fault schedule as a ``Chaos.extra_faults`` entry, with its measurements.
+
+    After each fault the node stays down until every shard consumed again (read live off
+    the event stream, at most ``down_max_s``), then it is started again."""
 
     def __init__(self, first_after_s: float = 8.0, pause_s: float = 4.0,
-                 probe_timeout_s: float = 120.0) -> None:
-        self.first_after_s, self.pause_s, self.probe_timeout_s = (
-            first_after_s, pause_s, probe_timeout_s)
-        self.results: list[dict[str, object]] = []
+                 down_max_s: float = 60.0) -> None:
+        self.first_after_s, self.pause_s, self.down_max_s = (
+            first_after_s, pause_s, down_max_s)
+        self.faults: list[dict[str, Any]] = []
+        self.probes: list[Sent] = []
         self.probe_ids: list[tuple[str, str]] = []
         self.sim_orders: dict[str, int] = {}
+        self._stage: Stage | None = None
+        self._accounts: dict[str, str] = {}
+        self._t0 = 0.0
 
     async def __call__(self, stage: Stage) -> None:
+        self._stage = stage
         try:
             await self._schedule(stage)
         except Exception as exc:  # recorded as a failed fault; the run must still clean up
-            self.results.append({"fault": f"schedule failed: {exc!r}", "node": None,
-                                 "recovered_s": None})
+            self.faults.append({"fault": f"schedule failed: {exc!r}", "node": None,
+                                "t0": None, "probes": []})
         finally:
             self.sim_orders = stage.sim.orders_per_client_id()
         await asyncio.to_thread(cluster.start)  # leave all three nodes up
@@ -98,34 +130,41 @@ class NodeFaults:
                 await self._measure(stage, client, n, fault)
                 await asyncio.sleep(self.pause_s)
 
+    def sent(self) -> list[Sent]:
+        assert self._stage is not None
+        chaos = self._stage.chaos
+        accounts = self._accounts = (
+            self._accounts or {c.command_id: c.account for _, c in chaos.commands()})
+        return [Sent(cid, shard_for(accounts[cid], SHARDS), at)
+                for cid, at in chaos.sent_at.items() if cid in accounts] + self.probes
+
     async def _measure(self, stage: Stage, client: OrderClient, n: int, fault: Any) -> None:
         what, node = await fault(stage.chaos)
-        hit = time.monotonic()
+        t0 = self._t0  # the moment the node was killed or told to stop
         probes = await self._probe(stage.chaos, client, n)
-        recovered: float | None = None
-        deadline = hit + self.probe_timeout_s
-        while time.monotonic() < deadline:
-            if probes <= stage.log.terminal_commands():
-                recovered = round(time.monotonic() - hit, 1)
-                break
-            await asyncio.sleep(0.1)
-        self.results.append({"fault": what, "node": node.name if node else None,
-                             "recovered_s": recovered})
-        print(f"  node fault {n + 1}: {what} ({node.name if node else '-'}); consumption "
-              f"recovered in {recovered}s", flush=True)
+        self.faults.append({"fault": what, "node": node.name if node else None, "t0": t0,
+                            "probes": probes})
+        deadline = time.monotonic() + self.down_max_s
+        live: float | None = None
+        while time.monotonic() < deadline and live is None:
+            await asyncio.sleep(1.0)
+            live, _ = recovery(t0, self.sent(), stage.log.first_at, SHARDS, PREFETCH)
+        print(f"  node fault {n + 1}: {what} ({node.name if node else '-'}); every shard "
+              f"consumed again after {live}s (live reading)", flush=True)
         await asyncio.to_thread(cluster.start)  # bring the node back, all three clustered
 
-    async def _probe(self, chaos: Chaos, client: OrderClient, n: int) -> set[str]:
+    async def _probe(self, chaos: Chaos, client: OrderClient, n: int) -> list[str]:
         by_shard: dict[int, str] = {}
         for a in range(chaos.accounts):
             by_shard.setdefault(shard_for(f"ch{a}", SHARDS), f"ch{a}")
-        ids = set()
+        ids = []
         for shard, account in sorted(by_shard.items()):
             cmd = PlaceOrder(command_id=f"probe-{n}-{shard}", account=account,
                              exchange="binance", symbol="BTC/USDT", side="buy", type="market",
                              amount="0.001", timeout_s=1.0, created_at=datetime.now(UTC))
             self.probe_ids.append((account, cmd.command_id))
-            ids.add(cmd.command_id)
+            self.probes.append(Sent(cmd.command_id, shard, time.time()))
+            ids.append(cmd.command_id)
             await client.send(cmd)
         return ids
 
@@ -135,6 +174,7 @@ class NodeFaults:
             if (node := await asyncio.to_thread(worker_node, 0)) is not None:
                 break
             await asyncio.sleep(0.5)
+        self._t0 = time.time()
         if node is not None:
             cluster.kill_node(node)
         return "SIGKILL the node worker 0 is connected to", node
@@ -143,6 +183,7 @@ class NodeFaults:
         rows = await asyncio.to_thread(shard_leaders, chaos.prefix)
         depth, leader = max(rows) if rows else (0, "")
         node = _node(leader)
+        self._t0 = time.time()
         if node is not None:
             cluster.kill_node(node)
         return f"SIGKILL the leader of the busiest shard queue ({depth} messages)", node
@@ -151,28 +192,48 @@ class NodeFaults:
         rows = await asyncio.to_thread(shard_leaders, chaos.prefix)
         leaders = [leader for _, leader in rows]
         node = _node(max(set(leaders), key=leaders.count)) if leaders else None
+        self._t0 = time.time()
         if node is not None:
             await asyncio.to_thread(cluster.ctl, node, "stop")
             await asyncio.to_thread(cluster.wait_gone, node)
         return "clean restart of the node leading most shard queues", node
 
     def report(self) -> dict[str, object]:
+        """Per fault: consumption recovery (the verdict's) and probe completion (reported:
+        it includes working off the backlog in front of the probes)."""
+        assert self._stage is not None
+        log, sent = self._stage.log, self.sent()
         doubled = sum(self.sim_orders.get(client_order_id(a, c), 0) > 1
                       for a, c in self.probe_ids)
-        times = [r["recovered_s"] for r in self.results]
-        return {"node_faults": len(self.results), "recovery_s": times,
-                "node_fault_details": self.results, "probe_orders": len(self.probe_ids),
-                "probe_duplicate_orders": doubled}
+        details, recovered, probes_done = [], [], []
+        for f in self.faults:
+            rec, shard = (recovery(f["t0"], sent, log.first_at, SHARDS, PREFETCH)
+                          if f["t0"] is not None else (None, None))
+            done = [log.done_at[p] for p in f["probes"] if p in log.done_at]
+            probe_s = (round(max(done) - f["t0"], 1)
+                       if f["probes"] and len(done) == len(f["probes"]) else None)
+            recovered.append(rec)
+            probes_done.append(probe_s)
+            details.append({"fault": f["fault"], "node": f["node"], "recovered_s": rec,
+                            "slowest_shard": shard, "probes_done_s": probe_s})
+        return {"node_faults": len(self.faults), "recovery_s": recovered,
+                "probes_done_s": probes_done, "node_fault_details": details,
+                "probe_orders": len(self.probe_ids), "probe_duplicate_orders": doubled}
 
 
 def passed(result: dict[str, object]) -> bool:
-    times = result["recovery_s"]
+    """The counts of ``make chaos`` are 0, no probe order doubled, every probe got its
+    outcome before the run ended, and after each of the three node faults every shard
+    consumed again within RECOVERY_LIMIT_S."""
+    times, probes = result["recovery_s"], result["probes_done_s"]
     return (ok(result) and result["probe_duplicate_orders"] == 0
-            and isinstance(times, list) and len(times) == 3 and None not in times)
+            and isinstance(times, list) and len(times) == 3
+            and all(t is not None and t <= RECOVERY_LIMIT_S for t in times)
+            and isinstance(probes, list) and None not in probes)
 
 
 async def run_cluster(chaos: Chaos, faults: NodeFaults,
-                      drain_timeout_s: float = 300.0) -> dict[str, object]:
+                      drain_timeout_s: float = DRAIN_S) -> dict[str, object]:
     await asyncio.to_thread(cluster.start)
     chaos.extra_faults.append(faults)
     result = await run(chaos, drain_timeout_s=drain_timeout_s)

@@ -20,6 +20,10 @@ class EventLog:
         self.kinds: dict[str, set[str]] = {}
         self.outcomes: dict[str, int] = {}
         self._terminal: set[str] = set()
+        self.first_at: dict[str, float] = {}
+        """Per command: when a worker made its first event (``occurred_at``, epoch s)."""
+        self.done_at: dict[str, float] = {}
+        """Per command: when a worker made its outcome event (``occurred_at``, epoch s)."""
         self.cancel_not_found: dict[str, bool] = {}
         self._conn: AbstractRobustConnection | None = None
 
@@ -37,11 +41,14 @@ class EventLog:
         else:
             self.seen.add(event.event_id)
             self.kinds.setdefault(event.command_id, set()).add(event_kind(event))
+            at = event.occurred_at.timestamp()
+            self.first_at[event.command_id] = min(at, self.first_at.get(event.command_id, at))
             if isinstance(event, CancelRejected):
                 self.cancel_not_found[event.command_id] = (
                     event.reason == RejectReason.ORDER_NOT_FOUND)
             if isinstance(event, OUTCOME_EVENTS):
                 self._terminal.add(event.command_id)
+                self.done_at.setdefault(event.command_id, at)
                 label = event_kind(event)
                 if isinstance(event, OrderRejected | OrderFailed | CancelRejected):
                     label += f":{event.reason.value}"

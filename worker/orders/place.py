@@ -114,6 +114,7 @@ def _pending(cmd: PlaceOrder, ref: OrderRef, sent_before: float) -> Entry:
 
 async def _lookup(deps: Deps, exchange: Exchange, cmd: PlaceOrder, delivery: Delivery,
                   cid: str) -> OrderState | None:
+    looked_at = time.monotonic()
     state = await find(deps, exchange, cmd.symbol, cid)
     sent_here = deps.tracker.creates.last(cid)
     if state is None and (delivery.redelivered or delivery.attempt > 1
@@ -122,11 +123,17 @@ async def _lookup(deps: Deps, exchange: Exchange, cmd: PlaceOrder, delivery: Del
         # a dead connection, with a create on the wire. Both act only before this
         # redelivery arrived + fence_s; once the exchange's settle window has passed
         # after that, "absent" can be trusted. A create this process sent itself (for an
-        # earlier copy) is trusted absent once its own settle window has passed.
+        # earlier copy) is trusted absent once its own settle window has passed. Each
+        # copy's wait runs from its own arrival, so copies waiting in one account's turn
+        # wait together: a lookup that began after that moment (the copy waited for its
+        # turn meanwhile) is trusted as it is.
         since = [sent_here] if sent_here is not None else []
         if delivery.redelivered or delivery.attempt > 1:
             since.append(delivery.received_at + deps.settings.fence_s)
-        wait = max(since) + exchange.settle_s - time.monotonic()
+        trust_at = max(since) + exchange.settle_s
+        if looked_at >= trust_at:
+            return None
+        wait = trust_at - time.monotonic()
         if wait > deps.settings.intake_budget_s:  # e.g. a long recvWindow: never hold a
             raise AmbiguousOrderState(           # message that long; the tracker decides
                 f"redelivered and not found; absence is known only in {wait:.0f}s")
