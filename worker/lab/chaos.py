@@ -90,6 +90,8 @@ class Chaos:
     skews: int = 0
     crashes: int = 0
     broker_restarts: int = 0
+    broker_restarts_wanted: int = 1
+    """How many times the broker is restarted (``--broker-restarts``), 5 kill periods apart."""
     streams: bool = False
     """Follow orders over the simulator's user-data stream too, with stream faults."""
     extra_faults: list[Callable[[Stage], Coroutine[None, None, None]]] = field(
@@ -257,9 +259,11 @@ async def _mayhem(chaos: Chaos, fleet: Fleet, stop: asyncio.Event) -> None:
         await asyncio.sleep(chaos.kill_every_s * rng.uniform(0.5, 1.5))
         if stop.is_set():
             break
-        if chaos.broker_restart and not chaos.broker_restarts and time.monotonic() > restart_at:
+        if chaos.broker_restart and chaos.broker_restarts < chaos.broker_restarts_wanted \
+                and time.monotonic() > restart_at:
             await restart_broker()
             chaos.broker_restarts += 1
+            restart_at = time.monotonic() + chaos.kill_every_s * 5
             continue
         if getattr(chaos, "kills_enabled", True):
             fleet.kill(rng.randrange(chaos.workers))
@@ -463,6 +467,8 @@ def main() -> int:
     p.add_argument("--rate", type=float, default=80.0)
     p.add_argument("--kill-every-s", type=float, default=4.0)
     p.add_argument("--no-broker-restart", action="store_true")
+    p.add_argument("--broker-restarts", type=int, default=1,
+                   help="restart the broker this many times (default 1)")
     p.add_argument("--streams", action="store_true",
                    default=os.environ.get("CHAOS_STREAMS", "") not in ("", "0"),
                    help="follow orders over the user-data stream too (env CHAOS_STREAMS=1)")
@@ -470,7 +476,7 @@ def main() -> int:
     chaos = Chaos(os.environ.get("AMQP_URL", "amqp://guest:guest@127.0.0.1:5672/"),
                   orders=args.orders, workers=args.workers, rate_per_s=args.rate,
                   kill_every_s=args.kill_every_s, broker_restart=not args.no_broker_restart,
-                  streams=args.streams)
+                  streams=args.streams, broker_restarts_wanted=args.broker_restarts)
     print(f"chaos: {chaos.orders} orders, {chaos.workers} workers, prefix {chaos.prefix}"
           f"{', order streams on' if chaos.streams else ''}", flush=True)
     result = asyncio.run(run(chaos, drain_timeout_s=300))
