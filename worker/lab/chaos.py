@@ -21,7 +21,13 @@ orders per command (must be exactly 1 where placed), commands without an
 outcome event (0), events lost (0), orders left open on the exchange with
 nobody following them (0), dead-lettered commands without an outcome (0),
 cancels answered "not found" although their order exists (0), and duplicate
-deliveries (deduplicable).
+deliveries (deduplicable). The drain waits past its deadline while outcomes still
+arrive (``DRAIN_QUIET_S``, ``DRAIN_MAX_FACTOR``); the report says what was missing at
+the first deadline (a slow drain under load, not a loss, when it came later) and how
+many events the observer left unread (must be 0, or the counts are incomplete).
+
+Debugging: ``OW_CHAOS_LOG_DIR=dir`` keeps the workers' logs (INFO) there and writes
+``report.json`` naming every failing command; ``OW_CHAOS_KEEP=1`` leaves the queues.
 """
 
 from __future__ import annotations
