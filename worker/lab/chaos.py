@@ -294,7 +294,8 @@ async def _stalls(stage: Stage) -> None:
             stage.sim.streams.hub.set_faults({"stall_s": STALL_S})
 
 
-async def run(chaos: Chaos, drain_timeout_s: float = 120.0) -> dict[str, object]:
+async def run(chaos: Chaos, drain_timeout_s: float = 120.0,
+              drain_max_s: float | None = None) -> dict[str, object]:
     if chaos.broker_restart and not _local_broker(chaos.amqp_url):
         chaos.broker_restart = False
     sim = BinanceSim({chaos.key(a): SECRET for a in range(chaos.accounts)})
@@ -323,7 +324,8 @@ async def run(chaos: Chaos, drain_timeout_s: float = 120.0) -> dict[str, object]
         # keep breaking things while the backlog is worked off, then drain in peace
         ids = {c.command_id for _, c in cmds}
         calm_at = time.monotonic() + chaos.kill_every_s * 3
-        at_deadline = await _drain(ids, log, sim, drain_timeout_s, calm_at, stop_chaos)
+        at_deadline = await _drain(ids, log, sim, drain_timeout_s, calm_at, stop_chaos,
+                                   max_s=drain_max_s)
         stop_chaos.set()
         await mayhem
         await skew
@@ -352,11 +354,14 @@ async def run(chaos: Chaos, drain_timeout_s: float = 120.0) -> dict[str, object]
 
 
 async def _drain(ids: set[str], log: EventLog, sim: BinanceSim, timeout_s: float,
-                 calm_at: float, stop_chaos: asyncio.Event) -> dict[str, object]:
+                 calm_at: float, stop_chaos: asyncio.Event, *, max_s: float | None = None,
+                 quiet_s: float = DRAIN_QUIET_S, tick_s: float = 0.5) -> dict[str, object]:
     """Wait until every command has its outcome event. The deadline (``timeout_s``) is
-    extended while outcomes still arrive: by ``DRAIN_QUIET_S`` after the last new one, up
-    to ``DRAIN_MAX_FACTOR`` times ``timeout_s``. Returns what was missing at the first
-    deadline, so a report tells a slow drain (the outcomes came later) from a lost one."""
+    extended while outcomes still arrive: until none came for ``quiet_s``, for at most
+    ``max_s`` in all (default ``DRAIN_MAX_FACTOR`` times ``timeout_s``). Returns what was
+    missing at the first deadline, so a report tells a slow drain (the outcomes came
+    later) from a lost one."""
+    max_s = timeout_s * DRAIN_MAX_FACTOR if max_s is None else max(max_s, timeout_s)
     start = time.monotonic()
     deadline = start + timeout_s
     snapshot: dict[str, object] = {}
@@ -372,10 +377,9 @@ async def _drain(ids: set[str], log: EventLog, sim: BinanceSim, timeout_s: float
             snapshot = {"drain_extended": True,
                         "without_terminal_at_deadline": len(ids - log.terminal_commands()),
                         "open_at_deadline": len(await sim.open_client_ids())}
-        if now >= deadline and (now - progress_at > DRAIN_QUIET_S
-                                or now - start > timeout_s * DRAIN_MAX_FACTOR):
+        if now >= deadline and (now - progress_at > quiet_s or now - start > max_s):
             break
-        await asyncio.sleep(0.5)
+        await asyncio.sleep(tick_s)
     return {"drain_s": round(time.monotonic() - start, 1), **snapshot}
 
 
