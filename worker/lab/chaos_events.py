@@ -108,13 +108,16 @@ class EventLog:
         consumed (0 when the counts are complete), -1 if the queue cannot be read."""
         loop = asyncio.get_running_loop()
         end, left = loop.time() + wait_s, -1
+        urls, i = broker_urls(self.amqp_url), 0
         while True:
-            with contextlib.suppress(Exception):
-                conn = await aio_pika.connect(broker_urls(self.amqp_url)[0], timeout=10)
+            try:
+                conn = await aio_pika.connect(urls[i % len(urls)], timeout=10)
                 async with conn:
                     channel = await conn.channel()
                     queue = await channel.declare_queue(self.names.audit_queue, passive=True)
                     left = queue.declaration_result.message_count or 0
+            except Exception:
+                i += 1  # that node may be down: ask the next one
             if left == 0 or loop.time() > end:
                 return left
             await asyncio.sleep(1.0)
