@@ -39,7 +39,7 @@ from worker.crashpoints import CrashPoints
 from worker.exchange.factory import ExchangeFactory
 from worker.gctune import settle_heap
 from worker.metrics import Metrics
-from worker.orders.deadwatch import DeadLetter, on_dead_letter
+from worker.orders.deadwatch import dead_letter_of, on_dead_letter
 from worker.orders.tracker import Tracker
 from worker.ports import Deps, ExchangeProvider
 from worker.settings import Settings
@@ -129,18 +129,7 @@ class Worker:
     async def _on_dead_letter(self, message: AbstractIncomingMessage) -> None:
         """Ack only once the dead letter's outcome (event or record) is confirmed."""
         assert self.deps is not None
-        headers = message.headers or {}
-        deaths = headers.get("x-death")
-        first = deaths[0] if isinstance(deaths, list) and deaths else {}
-        first = first if isinstance(first, dict) else {}
-        queue = _text(headers.get("x-first-death-queue")) or ""
-        worker_reason = headers.get("x-orderworker-reason")
-        dead = DeadLetter(
-            body=message.body,
-            worker_reason=None if worker_reason is None else _text(worker_reason),
-            broker_reason=_text(headers.get("x-first-death-reason")) or "unknown",
-            from_shard_queue=queue.startswith(self.names.commands + "."),
-            via_tracking=_text(first.get("exchange")) == self.names.tracking)
+        dead = dead_letter_of(message.body, message.headers or {}, self.names)
         try:
             await on_dead_letter(dead, self.deps)
         except Exception:
@@ -222,8 +211,3 @@ class Worker:
         finally:
             await self.stop()
 
-
-def _text(value: object) -> str | None:
-    if isinstance(value, bytes):
-        return value.decode(errors="replace")
-    return None if value is None else str(value)

@@ -18,10 +18,12 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 from schemas import CancelAll, CancelOrder, PlaceOrder, RejectReason
 from schemas.tracking import TrackBatch, TrackOrder
+from worker.broker.topology import Names
 from worker.orders.events import cancel_rejected, ref_of
 from worker.orders.intake import Malformed, parse
 from worker.orders.outcomes import answer
@@ -31,13 +33,39 @@ from worker.ports import Deps
 log = logging.getLogger(__name__)
 
 
+def dead_letter_of(body: bytes, headers: Mapping[str, object], names: Names) -> DeadLetter:
+    """Read a dead letter's headers. The *latest* death decides (``x-death`` lists the
+    most recent first), never ``x-first-death-*``: a tracking record that reached a shard
+    queue's delivery limit had died once before, expired from its wait queue into the
+    shard queue, so its first death names the wait queue and reason ``expired``. Read that
+    way the watcher took it for something not from a shard queue and dropped it: the
+    order's only record was gone and nobody followed the order any more."""
+    deaths = headers.get("x-death")
+    latest = deaths[0] if isinstance(deaths, list) and deaths else {}
+    latest = latest if isinstance(latest, dict) else {}
+    queue = _text(latest.get("queue")) or _text(headers.get("x-first-death-queue")) or ""
+    reason = (_text(latest.get("reason")) or _text(headers.get("x-first-death-reason"))
+              or "unknown")
+    worker_reason = headers.get("x-orderworker-reason")
+    return DeadLetter(
+        body=body, worker_reason=None if worker_reason is None else _text(worker_reason),
+        broker_reason=reason, from_shard_queue=queue.startswith(names.commands + "."),
+        via_tracking=_text(latest.get("exchange")) == names.tracking)
+
+
+def _text(value: object) -> str | None:
+    if isinstance(value, bytes):
+        return value.decode(errors="replace")
+    return None if value is None else str(value)
+
+
 @dataclass(frozen=True)
 class DeadLetter:
     body: bytes
     worker_reason: str | None
     """``x-orderworker-reason``: the worker dead-lettered it and published its outcome."""
     broker_reason: str
-    """Why the broker dead-lettered it (x-first-death-reason), e.g. ``delivery_limit``."""
+    """Why the broker dead-lettered it (its latest death's reason), e.g. ``delivery_limit``."""
     from_shard_queue: bool
     via_tracking: bool
     """It had been published to the tracking exchange (a genuine record)."""
