@@ -9,6 +9,9 @@ process, answering with Binance's usage headers) through the real ccxt client:
 * worker: ``python -m worker run`` with default settings, commands through the broker,
   events back; throughput is orders over first publish -> last filled event.
 
+Both sides, and the bench's own publisher, run on the same event loop (``--loop``,
+default uvloop like the worker's ``OW_EVENT_LOOP``), so the loop is not what differs.
+
 Each side first places one order per account (warm-up: markets, balances, prices),
 then the measured run. Printed per side: orders/s, p50/p99 of publish -> filled (bare:
 start -> create answered), HTTP requests and Binance request weight per order as the
@@ -34,11 +37,13 @@ import aiohttp
 from schemas import PlaceOrder, client_order_id
 from schemas.events import OrderFilled, OrderRejected
 from worker.broker.topology import delete
+from worker.cli import run_loop
 from worker.client import OrderClient
 from worker.lab.bench import _cpu_seconds
 
 AMQP_URL = os.environ.get("AMQP_URL", "amqp://guest:guest@127.0.0.1:5672/")
 AMOUNT = "0.001"
+LOOP = ["uvloop"]  # --loop: the event loop of every side
 
 
 def _keys(accounts: int) -> list[tuple[str, str, str]]:
@@ -111,6 +116,7 @@ async def _worker(url: str, orders: int, accounts: int) -> dict[str, float]:
     # the bench's publisher is OrderClient, which marks re-sends: the one-request path
     env = dict(os.environ, AMQP_URL=AMQP_URL, OW_PREFIX=prefix, OW_LOG_LEVEL="WARNING",
                OW_LOOKUP_BEFORE_CREATE=os.environ.get("OW_LOOKUP_BEFORE_CREATE", "when_needed"),
+               OW_EVENT_LOOP=LOOP[0],
                OW_EXCHANGES=json.dumps({"binance": {
                    "driver": "binance", "live": True, "urls": {"rest": url},
                    "rate_limit": os.environ.get("BENCH_RATE_LIMIT", "1") == "1"}}))
@@ -196,7 +202,7 @@ async def run(orders: int, accounts: int) -> dict[str, dict[str, float]]:
     try:
         bare = await asyncio.create_subprocess_exec(
             sys.executable, "-m", "worker.lab.bench_ccxt", "bare", "--url", url,
-            "--orders", str(orders), "--accounts", str(accounts),
+            "--orders", str(orders), "--accounts", str(accounts), "--loop", LOOP[0],
             stdout=asyncio.subprocess.PIPE)
         out, _ = await bare.communicate()
         results["bare ccxt create loop"] = json.loads(out.decode().strip().splitlines()[-1])
@@ -218,13 +224,17 @@ def main() -> int:
     p.add_argument("--orders", type=int, default=2000)
     p.add_argument("--accounts", type=int, default=32)
     p.add_argument("--url", default="")
+    p.add_argument("--loop", default="uvloop", choices=["uvloop", "asyncio"],
+                   help="event loop of the bare loop, the worker and the bench's publisher")
     args = p.parse_args()
+    LOOP[0] = args.loop
     if args.mode == "bare":
-        print(json.dumps(asyncio.run(_bare(args.url, args.orders, args.accounts))))
+        print(json.dumps(run_loop(_bare(args.url, args.orders, args.accounts), args.loop)))
         return 0
-    results = asyncio.run(run(args.orders, args.accounts))
+    results = run_loop(run(args.orders, args.accounts), args.loop)
     print(f"{args.orders} market orders over {args.accounts} accounts, Binance simulator "
-          f"through ccxt, real broker {AMQP_URL}, after one warm-up order per account")
+          f"through ccxt, real broker {AMQP_URL}, after one warm-up order per account, "
+          f"{args.loop} event loop on every side")
     print(f"{'pipeline':<24}{'orders/s':>9}{'p50 ms':>8}{'p99 ms':>8}{'req/order':>10}"
           f"{'weight/order':>13}{'cpu ms/order':>13}")
     for name, r in results.items():
