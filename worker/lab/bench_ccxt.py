@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import os
 import socket
@@ -188,7 +189,8 @@ async def _worker(url: str, orders: int, accounts: int) -> dict[str, float]:
             cpu = _cpu_seconds(proc.pid) - cpu0
             after = await _stats(url)
         finally:
-            proc.terminate()
+            with contextlib.suppress(ProcessLookupError):  # it may have exited
+                proc.terminate()
             await proc.wait()
             assert client._channel is not None
             await delete(client._channel, client.names)

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import os
 import sys
@@ -116,7 +117,8 @@ async def paced(module: list[str], rate: int, seconds: float,
                       "late: this machine cannot publish at that rate now)", flush=True)
             await asyncio.wait_for(done.wait(), 120)
         finally:
-            proc.terminate()
+            with contextlib.suppress(ProcessLookupError):  # it may have exited
+                proc.terminate()
             await proc.wait()
             assert client._channel is not None
             await delete(client._channel, client.names)
