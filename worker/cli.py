@@ -12,10 +12,13 @@ import json
 import os
 import signal
 import sys
-from collections.abc import Sequence
+from collections.abc import Coroutine, Sequence
 from importlib import metadata
+from typing import Any, TypeVar
 
 from worker.settings import ConfigError, Settings, load_settings
+
+T = TypeVar("T")
 
 
 def version() -> str:
@@ -43,6 +46,19 @@ def report(exc: ConfigError) -> int:
         print(f"  - {problem}", file=sys.stderr)
     print("settings reference: docs/settings.md", file=sys.stderr)
     return 2
+
+
+def run_loop(main: Coroutine[Any, Any, T], kind: str = "uvloop") -> T:
+    """``asyncio.run`` on uvloop (``kind="uvloop"``, when installed) or the standard loop."""
+    if kind == "uvloop":
+        try:
+            import uvloop
+        except ImportError:
+            pass
+        else:
+            with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
+                return runner.run(main)
+    return asyncio.run(main)
 
 
 async def _run_worker(settings: Settings) -> None:
@@ -139,7 +155,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         from worker.broker.contract import TopologyError
         from worker.config import unreachable
         try:
-            asyncio.run(_run_worker(settings))
+            run_loop(_run_worker(settings), settings.event_loop)
         except AMQPConnectionError as exc:
             print(f"orderworker: {unreachable(settings.amqp_url, exc)}", file=sys.stderr)
             return 3

@@ -24,7 +24,6 @@ from collections.abc import AsyncIterator, Awaitable
 from datetime import UTC, datetime
 from typing import Self
 
-import aio_pika
 import msgspec
 from aio_pika.abc import (
     AbstractChannel,
@@ -33,6 +32,7 @@ from aio_pika.abc import (
     AbstractRobustConnection,
 )
 from aio_pika.exceptions import ChannelClosed, DeliveryError
+from aiormq import spec
 
 from schemas import CancelAll, CancelAllDone, CancelDone, CancelOrder, CancelRejected, Event
 from schemas.commands import Command, PlaceOrder, decode_command, encode_command
@@ -40,7 +40,7 @@ from schemas.events import OUTCOME_EVENTS, TERMINAL_EVENTS, decode_event
 from schemas.ids import canonical_account
 from worker.broker.connect import connect_robust
 from worker.broker.contract import Contract, mismatch, read_contract
-from worker.broker.publisher import send_with_reconnect
+from worker.broker.publisher import publish_bytes, send_with_reconnect
 from worker.broker.topology import (
     REPUBLISH_HEADER,
     Names,
@@ -263,11 +263,10 @@ class OrderClient:
                     self._sends[message_id] = sends
                     if len(self._sends) > SENT_IDS_KEPT:
                         self._sends.popitem(last=False)
-                message = aio_pika.Message(
-                    body, delivery_mode=aio_pika.DeliveryMode.PERSISTENT,
-                    content_type="application/json", message_id=message_id,
+                properties = spec.Basic.Properties(
+                    delivery_mode=2, content_type="application/json", message_id=message_id,
                     headers={REPUBLISH_HEADER: sends} if sends > 1 else None)
-                return exchange.publish(message, key, mandatory=True, timeout=30)
+                return publish_bytes(exchange, body, key, properties, 30)
 
             try:
                 await send_with_reconnect("command", publish, self.republish_s, exchange)

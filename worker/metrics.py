@@ -7,6 +7,7 @@ build info and the standard process collector.
 
 from __future__ import annotations
 
+import functools
 import platform
 import re
 from importlib import metadata
@@ -26,7 +27,12 @@ LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 
 
 def snake(value: object) -> str:
     """``PlaceOrder`` / ``order-accepted`` / ``Timeout: x`` -> lower_snake_case (40 chars)."""
-    text = re.sub(r"(?<=[a-z0-9])(?=[A-Z])", "_", str(value))
+    return _snake(str(value))
+
+
+@functools.lru_cache(maxsize=4096)  # label values repeat on every order: convert once
+def _snake(value: str) -> str:
+    text = re.sub(r"(?<=[a-z0-9])(?=[A-Z])", "_", value)
     return re.sub(r"[^a-z0-9]+", "_", text.lower()).strip("_")[:40] or "unknown"
 
 

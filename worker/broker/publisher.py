@@ -19,6 +19,7 @@ from collections.abc import Awaitable, Callable, Sequence
 import aio_pika
 from aio_pika import exceptions as amqp_errors
 from aio_pika.abc import AbstractExchange
+from aiormq import spec
 
 from schemas import Event
 from schemas.events import encode_event, event_kind
@@ -42,6 +43,32 @@ def event_message(event: Event) -> aio_pika.Message:
         type=event_kind(event),
         headers={"command_id": event.command_id, "client_order_id": event.client_order_id},
     )
+
+
+def event_properties(event: Event) -> spec.Basic.Properties:
+    """``event_message(event)``'s AMQP properties, built directly (see ``publish_bytes``)."""
+    return spec.Basic.Properties(
+        delivery_mode=2, content_type="application/json", message_id=event.event_id,
+        message_type=event_kind(event),
+        headers={"command_id": event.command_id, "client_order_id": event.client_order_id})
+
+
+async def publish_bytes(exchange: AbstractExchange, body: bytes, routing_key: str,
+                        properties: spec.Basic.Properties, confirm_s: float) -> object:
+    """``exchange.publish(aio_pika.Message(body, ...), routing_key, mandatory=True)``
+    without the aio_pika Message: building one and its properties costs ~50 us, and every
+    order publishes two events (a returned message still raises: the channels publish
+    with ``on_return_raises``)."""
+    if not isinstance(exchange, aio_pika.Exchange):  # another implementation (tests)
+        return await exchange.publish(aio_pika.Message(
+            body, delivery_mode=properties.delivery_mode, content_type=properties.content_type,
+            message_id=properties.message_id, type=properties.message_type,
+            headers=properties.headers), routing_key, mandatory=True, timeout=confirm_s)
+    if exchange.channel.is_closed:
+        raise amqp_errors.ChannelInvalidStateError(f"{exchange.channel!r} closed")
+    channel = await exchange.channel.get_underlay_channel()
+    return await channel.basic_publish(body, exchange=exchange.name, routing_key=routing_key,
+                                       properties=properties, mandatory=True, timeout=confirm_s)
 
 
 async def send_with_reconnect(what: str, send: Callable[[], Awaitable[object]],
@@ -104,9 +131,9 @@ class RabbitPublisher:
             raise RuntimeError("this publisher has no tracking queues")
 
         async def send() -> None:
-            sends = [self._events.publish(event_message(e),
-                                          event_routing_key(e.account, e.symbol, event_kind(e)),
-                                          mandatory=True, timeout=self._timeout)
+            sends = [publish_bytes(self._events, encode_event(e),
+                                   event_routing_key(e.account, e.symbol, event_kind(e)),
+                                   event_properties(e), self._timeout)
                      for e in events]
             if records:
                 assert names is not None and tracks is not None

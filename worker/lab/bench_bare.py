@@ -64,4 +64,6 @@ async def main() -> None:
 
 
 if __name__ == "__main__":
-    asyncio.run(main())
+    from worker.cli import run_loop
+
+    run_loop(main(), load_settings().event_loop)  # the worker's loop (OW_EVENT_LOOP)

@@ -5,85 +5,125 @@ For each rate (default 300, 500, 800 commands/s) each pipeline gets ``--seconds`
 market orders over ``--accounts`` accounts, sent every 10 ms in equal slices (paced,
 not a burst). Latency is the slot a command was due to be sent -> its filled event
 received (a late sender counts against the pipeline, no coordinated omission). The
-first second is warm-up and not counted. Prints p50, p99 and max per pipeline and the
-worker / bare ratios of p99 and max.
+first second is warm-up and not counted. The sender is a process of its own (so
+collecting events does not delay sending); the collector binds to the filled events
+only and reads one header of each; everything runs on one event loop (``--loop``).
+Prints p50, p99 and max per pipeline and the worker / bare ratios of p99 and max.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
+import json
 import os
 import sys
 import time
 import uuid
 from datetime import UTC, datetime
-from typing import Any
+
+from aio_pika.abc import AbstractIncomingMessage
 
 from schemas import PlaceOrder
 from schemas.commands import encode_command
-from schemas.events import OrderFilled
 from worker.broker.topology import delete
+from worker.cli import run_loop
 from worker.client import OrderClient
 
 AMQP_URL = os.environ.get("AMQP_URL", "amqp://guest:guest@127.0.0.1:5672/")
 PIPELINES = {"bare": ["worker.lab.bench_bare"], "worker": ["worker", "run"]}
 TICK_S = 0.01
+LOOP = ["uvloop"]  # --loop
+
+
+def _ticks(rate: int, total: int) -> list[int]:
+    """The 10 ms tick (1-based) in which each command is due."""
+    out, n, tick = [], 0, 0
+    while n < total:
+        tick += 1
+        upto = min(total, int(rate * tick * TICK_S))
+        out += [tick] * (upto - n)
+        n = upto
+    return out
+
+
+async def send(prefix: str, rate: int, seconds: float, accounts: int) -> None:
+    """The load generator (``bench_paced send``, its own process): publishes the commands
+    on schedule, each confirmed, and prints the schedule's start (``time.monotonic``, one
+    clock for every process of this machine) and how late it finished."""
+    total = int(rate * seconds)
+    now = datetime.now(UTC)  # built up front: the sender only publishes
+    bodies = [(f"p-{i}", f"acct{i % accounts}", encode_command(PlaceOrder(
+        command_id=f"p-{i}", account=f"acct{i % accounts}", exchange="paper",
+        symbol="BTC/USDT", side="buy", type="market", amount="0.001",
+        created_at=now))) for i in range(total)]
+    ticks = _ticks(rate, total)
+    async with OrderClient(AMQP_URL, prefix=prefix, watch="") as client:
+        await client.wait_for_topology(30)
+        sends: list[asyncio.Task[None]] = []
+        start = time.monotonic() + 0.05
+        print(json.dumps({"start": start}), flush=True)
+        i = 0
+        while i < total:
+            slot = start + ticks[i] * TICK_S
+            delay = slot - time.monotonic()
+            if delay > 0:
+                await asyncio.sleep(delay)
+            while i < total and start + ticks[i] * TICK_S <= slot:
+                cid, account, body = bodies[i]
+                sends.append(asyncio.create_task(client.publish_raw(body, account, cid)))
+                i += 1
+        await asyncio.gather(*sends)
+        print(json.dumps({"lag": time.monotonic() - start - seconds}), flush=True)
 
 
 async def paced(module: list[str], rate: int, seconds: float,
                 accounts: int) -> dict[str, float]:
     prefix = f"owpaced-{uuid.uuid4().hex[:6]}"
-    env = dict(os.environ, AMQP_URL=AMQP_URL, OW_PREFIX=prefix, OW_LOG_LEVEL="WARNING")
-    async with OrderClient(AMQP_URL, prefix=prefix) as client:
-        filled: dict[str, float] = {}
-        queue: asyncio.Queue[Any] = asyncio.Queue()
-        client.listeners.append(queue)
-        total = int(rate * seconds)
+    env = dict(os.environ, AMQP_URL=AMQP_URL, OW_PREFIX=prefix, OW_LOG_LEVEL="WARNING",
+               OW_EVENT_LOOP=LOOP[0])
+    total = int(rate * seconds)
+    filled: dict[str, float] = {}
+    done = asyncio.Event()
 
-        async def collect() -> None:
-            while len(filled) < total:
-                event = await queue.get()
-                if isinstance(event, OrderFilled):
-                    filled[event.command_id] = time.monotonic()
+    async def on_filled(message: AbstractIncomingMessage) -> None:
+        # only the filled events are bound here; nothing is decoded but one header
+        filled[str((message.headers or {}).get("command_id"))] = time.monotonic()
+        if len(filled) >= total:
+            done.set()
 
+    async with OrderClient(AMQP_URL, prefix=prefix, watch="") as client:
         proc = await asyncio.create_subprocess_exec(sys.executable, "-m", *module, env=env)
         try:
             await client.wait_for_workers(60)
+            assert client._conn is not None
+            channel = await client._conn.channel()
+            events = await channel.get_exchange(f"{prefix}.events")
+            queue = await channel.declare_queue(exclusive=True, auto_delete=True)
+            await queue.bind(events, "order.*.*.order_filled")
+            await queue.consume(on_filled, no_ack=True)
             await asyncio.sleep(2.0)
-            now = datetime.now(UTC)  # built up front: the sender only publishes
-            bodies = [(f"p-{i}", f"acct{i % accounts}", encode_command(PlaceOrder(
-                command_id=f"p-{i}", account=f"acct{i % accounts}", exchange="paper",
-                symbol="BTC/USDT", side="buy", type="market", amount="0.001",
-                created_at=now))) for i in range(total)]
-            collector = asyncio.create_task(collect())
-            due: dict[str, float] = {}
-            sends: list[asyncio.Task[None]] = []
-            start, n, tick = time.monotonic(), 0, 0
-            while n < total:
-                slot = start + tick * TICK_S
-                delay = slot - time.monotonic()
-                if delay > 0:
-                    await asyncio.sleep(delay)
-                tick += 1
-                upto = min(total, int(rate * tick * TICK_S))
-                for i in range(n, upto):
-                    cid, account, body = bodies[i]
-                    due[cid] = slot
-                    sends.append(asyncio.create_task(client.publish_raw(body, account, cid)))
-                n = upto
-            await asyncio.gather(*sends)
-            lag = time.monotonic() - start - seconds
+            sender = await asyncio.create_subprocess_exec(
+                sys.executable, "-m", "worker.lab.bench_paced", "send", "--prefix", prefix,
+                "--rates", str(rate), "--seconds", str(seconds), "--accounts", str(accounts),
+                "--loop", LOOP[0], stdout=asyncio.subprocess.PIPE)
+            assert sender.stdout is not None
+            start = json.loads(await sender.stdout.readline())["start"]
+            lag = json.loads(await sender.stdout.readline())["lag"]
+            await sender.wait()
             if lag > 0.5:
                 print(f"  ({' '.join(module)} at {rate}/s: the sender finished {lag:.1f}s "
                       "late: this machine cannot publish at that rate now)", flush=True)
-            await asyncio.wait_for(collector, 120)
+            await asyncio.wait_for(done.wait(), 120)
         finally:
-            proc.terminate()
+            with contextlib.suppress(ProcessLookupError):  # it may have exited
+                proc.terminate()
             await proc.wait()
             assert client._channel is not None
             await delete(client._channel, client.names)
     warm = start + 1.0
+    due = {f"p-{i}": start + t * TICK_S for i, t in enumerate(_ticks(rate, total))}
     lat = sorted(filled[c] - t for c, t in due.items() if t >= warm)
     return {"p50_ms": lat[len(lat) // 2] * 1000,
             "p99_ms": lat[max(0, int(len(lat) * 0.99) - 1)] * 1000,
@@ -104,11 +144,20 @@ def main() -> int:
     p.add_argument("--rates", default="300,500,800")
     p.add_argument("--seconds", type=float, default=8.0)
     p.add_argument("--accounts", type=int, default=64)
+    p.add_argument("--loop", default="uvloop", choices=["uvloop", "asyncio"],
+                   help="event loop of both pipelines, the sender and the collector")
+    p.add_argument("mode", nargs="?", default="compare", choices=["compare", "send"])
+    p.add_argument("--prefix", default="")
     args = p.parse_args()
+    LOOP[0] = args.loop
     rates = [int(r) for r in args.rates.split(",")]
-    results = asyncio.run(run(rates, args.seconds, args.accounts))
+    if args.mode == "send":
+        run_loop(send(args.prefix, rates[0], args.seconds, args.accounts), args.loop)
+        return 0
+    results = run_loop(run(rates, args.seconds, args.accounts), args.loop)
     print(f"steady rate on paper, {args.seconds:.0f}s per run (first second not counted), "
-          f"{args.accounts} accounts, real broker {AMQP_URL}")
+          f"{args.accounts} accounts, real broker {AMQP_URL}, {args.loop} event loop, "
+          "sender in its own process")
     print(f"{'rate/s':>7} {'pipeline':<8}{'p50 ms':>9}{'p99 ms':>9}{'max ms':>9}")
     for rate, by in results.items():
         for name, r in by.items():
