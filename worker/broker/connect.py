@@ -28,7 +28,13 @@ from collections.abc import Sequence
 from typing import Any
 
 import aio_pika
-from aio_pika.abc import AbstractConnection, AbstractExchange, AbstractRobustConnection
+from aio_pika.abc import (
+    AbstractChannel,
+    AbstractConnection,
+    AbstractExchange,
+    AbstractRobustChannel,
+    AbstractRobustConnection,
+)
 from aio_pika.exceptions import CONNECTION_EXCEPTIONS, DeliveryError
 from yarl import URL
 
@@ -82,6 +88,33 @@ class RotatingRobustConnection(aio_pika.RobustConnection):
     def __init__(self, ring: AddressRing, **kwargs: Any) -> None:
         super().__init__(URL(ring.current), **kwargs)
         self.ring = ring
+        # aio-pika keeps its channels in a WeakSet: a channel nobody else references is
+        # garbage-collected once its connection drops, and its consumers are never restored
+        self._held: set[AbstractChannel] = set()
+        self.consumers_rearmed = 0
+        self.reconnect_callbacks.add(self._check_consumers)
+
+    def channel(self, channel_number: int | None = None, publisher_confirms: bool = True,
+                on_return_raises: bool = False) -> AbstractRobustChannel:
+        """aio-pika's robust channel, held until it is closed on purpose."""
+        channel = super().channel(channel_number=channel_number,
+                                  publisher_confirms=publisher_confirms,
+                                  on_return_raises=on_return_raises)
+        self._held = {c for c in self._held if not _closed_on_purpose(c)}
+        self._held.add(channel)
+        return channel
+
+    def _check_consumers(self, *_: Any) -> None:
+        """After a reconnect: each consumer of a held channel is back on its new AMQP
+        channel; if one is not, ask aio-pika's recovery loop to consume it again (it
+        skips the tags already there, so no consumer is doubled)."""
+        missing = sum(len(_missing_consumers(c)) for c in self._held
+                      if not _closed_on_purpose(c))
+        if missing:
+            self.consumers_rearmed += missing
+            log.warning("%d consumer(s) not restored after a reconnect; consuming again",
+                        missing)
+            self._request_recovery()
 
     async def _on_connection_close(self, closing: asyncio.Future[Any]) -> None:
         if len(self.ring.urls) > 1 and not self._close_called:
@@ -89,6 +122,22 @@ class RotatingRobustConnection(aio_pika.RobustConnection):
             log.warning("broker connection lost or refused; next attempt: %s",
                         redact(self.ring.current))
         await super()._on_connection_close(closing)
+
+
+def _closed_on_purpose(channel: AbstractChannel) -> bool:
+    return bool(getattr(channel, "_close_called", False))
+
+
+def _missing_consumers(channel: AbstractChannel) -> set[str]:
+    """Consumer tags a robust channel restores that its current AMQP channel lacks."""
+    queues: dict[str, set[Any]] = getattr(channel, "_queues", {})
+    underlay = getattr(channel, "_channel", None)
+    present = set(underlay.channel.consumers) if underlay is not None else set()
+    wanted: set[str] = set()
+    for group in tuple(queues.values()):
+        for queue in tuple(group):
+            wanted.update(getattr(queue, "_consumers", {}))
+    return wanted - present
 
 
 async def connect_robust(amqp_url: str | Sequence[str], *, reconnect_interval: float = 1.0,
