@@ -114,6 +114,7 @@ async def paced(module: list[str], rate: int, seconds: float,
         if module == ["base"]:  # the worker of another checkout (before/after runs)
             module, cwd = ["worker", "run"], BASE_DIR[0]
             env["PYTHONPATH"] = BASE_DIR[0]
+        spawned = time.monotonic()
         proc = await asyncio.create_subprocess_exec(sys.executable, "-m", *module, env=env,
                                                     cwd=cwd)
         try:
@@ -124,7 +125,10 @@ async def paced(module: list[str], rate: int, seconds: float,
             queue = await channel.declare_queue(exclusive=True, auto_delete=True)
             await queue.bind(events, "order.*.*.order_filled")
             await queue.consume(on_filled, no_ack=True)
-            await asyncio.sleep(2.0)
+            # commands created within max_clock_skew_s of the worker's start may be older
+            # than it, so it would look each up first (worker.orders.lookup): start later
+            skew = float(os.environ.get("OW_MAX_CLOCK_SKEW_S", "5"))
+            await asyncio.sleep(max(2.0, spawned + skew + 0.5 - time.monotonic()))
             sender = await asyncio.create_subprocess_exec(
                 sys.executable, "-m", "worker.lab.bench_paced", "send", "--prefix", prefix,
                 "--rates", str(rate), "--seconds", str(seconds), "--accounts", str(accounts),
