@@ -7,6 +7,7 @@ build info and the standard process collector.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import platform
 import re
@@ -41,18 +42,30 @@ def reason_label(reason: str) -> str:
     return snake(reason.split(":", 1)[0])
 
 
-class SnakeCounter(Counter):
+class _SnakeLabels:
+    """Label values normalised to lower_snake_case; the child of each positional value
+    tuple is kept (children are never removed here), so a hot path's ``labels(...)`` is
+    one dict lookup instead of normalising and prometheus_client's lock each time."""
+
+    def labels(self, *values: Any, **kw: Any) -> Any:
+        if kw:
+            return super().labels(*(snake(v) for v in values),  # type: ignore[misc]
+                                  **{k: snake(v) for k, v in kw.items()})
+        children: dict[tuple[Any, ...], Any] = self.__dict__.setdefault("_children", {})
+        with contextlib.suppress(KeyError, TypeError):  # TypeError: an unhashable value
+            return children[values]
+        child = super().labels(*(snake(v) for v in values))  # type: ignore[misc]
+        with contextlib.suppress(TypeError):
+            children[values] = child
+        return child
+
+
+class SnakeCounter(_SnakeLabels, Counter):
     """A Counter whose label values are normalised to lower_snake_case."""
 
-    def labels(self, *values: Any, **kw: Any) -> Any:
-        return super().labels(*(snake(v) for v in values),
-                              **{k: snake(v) for k, v in kw.items()})
 
-
-class SnakeHistogram(Histogram):
-    def labels(self, *values: Any, **kw: Any) -> Any:
-        return super().labels(*(snake(v) for v in values),
-                              **{k: snake(v) for k, v in kw.items()})
+class SnakeHistogram(_SnakeLabels, Histogram):
+    """A Histogram whose label values are normalised to lower_snake_case."""
 
 
 def version() -> str:

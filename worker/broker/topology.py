@@ -16,6 +16,7 @@ single-active-consumer gives that queue to one worker at a time.
 
 from __future__ import annotations
 
+import functools
 import re
 import zlib
 from dataclasses import dataclass
@@ -67,6 +68,7 @@ class Names:
         return f"{self.prefix}.dead.watch"
 
 
+@functools.lru_cache(maxsize=65_536)  # per command and per event: compute once per account
 def shard_for(account: str, shards: int) -> int:
     """``crc32(canonical account) % shards``: every alias of an account, one shard."""
     return zlib.crc32(canonical_account(account).encode()) % shards
@@ -87,6 +89,7 @@ def shard_of_key(key: str) -> int | None:
 _UNSAFE = re.compile(r"[^A-Za-z0-9_\-]")
 
 
+@functools.lru_cache(maxsize=65_536)  # two events per order, the same few keys
 def event_routing_key(account: str, symbol: str, kind: str) -> str:
     """``order.<account>.<symbol>.<kind>``; symbol ``BTC/USDT`` becomes ``BTC_USDT``."""
     return f"order.{_UNSAFE.sub('_', account)}.{_UNSAFE.sub('_', symbol) or '_'}.{kind}"

@@ -32,9 +32,23 @@ from worker.cli import run_loop
 from worker.client import OrderClient
 
 AMQP_URL = os.environ.get("AMQP_URL", "amqp://guest:guest@127.0.0.1:5672/")
-PIPELINES = {"bare": ["worker.lab.bench_bare"], "worker": ["worker", "run"]}
+PIPELINES = {"bare": ["worker.lab.bench_bare"], "worker": ["worker", "run"],
+             "base": ["base"]}
 TICK_S = 0.01
 LOOP = ["uvloop"]  # --loop
+BASE_DIR = [""]  # --base: the "base" pipeline is the worker of that source tree
+BROKER_PID = [0]  # --broker-pid: also count the broker's CPU per command (0: not)
+
+
+def _usage(pid: int) -> tuple[float, int]:
+    """(user + system CPU seconds, voluntary context switches) of process ``pid``."""
+    with open(f"/proc/{pid}/stat") as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    cpu = (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    with open(f"/proc/{pid}/status") as f:
+        switches = next(int(line.split()[1]) for line in f
+                        if line.startswith("voluntary_ctxt_switches"))
+    return cpu, switches
 
 
 def _ticks(rate: int, total: int) -> list[int]:
@@ -81,8 +95,10 @@ async def send(prefix: str, rate: int, seconds: float, accounts: int) -> None:
 async def paced(module: list[str], rate: int, seconds: float,
                 accounts: int) -> dict[str, float]:
     prefix = f"owpaced-{uuid.uuid4().hex[:6]}"
+    # as bench_ccxt: the lookup before a create only where an earlier attempt is possible
     env = dict(os.environ, AMQP_URL=AMQP_URL, OW_PREFIX=prefix, OW_LOG_LEVEL="WARNING",
-               OW_EVENT_LOOP=LOOP[0])
+               OW_EVENT_LOOP=LOOP[0], OW_LOOKUP_BEFORE_CREATE=os.environ.get(
+                   "OW_LOOKUP_BEFORE_CREATE", "when_needed"))
     total = int(rate * seconds)
     filled: dict[str, float] = {}
     done = asyncio.Event()
@@ -94,7 +110,13 @@ async def paced(module: list[str], rate: int, seconds: float,
             done.set()
 
     async with OrderClient(AMQP_URL, prefix=prefix, watch="") as client:
-        proc = await asyncio.create_subprocess_exec(sys.executable, "-m", *module, env=env)
+        cwd = None
+        if module == ["base"]:  # the worker of another checkout (before/after runs)
+            module, cwd = ["worker", "run"], BASE_DIR[0]
+            env["PYTHONPATH"] = BASE_DIR[0]
+        spawned = time.monotonic()
+        proc = await asyncio.create_subprocess_exec(sys.executable, "-m", *module, env=env,
+                                                    cwd=cwd)
         try:
             await client.wait_for_workers(60)
             assert client._conn is not None
@@ -103,19 +125,26 @@ async def paced(module: list[str], rate: int, seconds: float,
             queue = await channel.declare_queue(exclusive=True, auto_delete=True)
             await queue.bind(events, "order.*.*.order_filled")
             await queue.consume(on_filled, no_ack=True)
-            await asyncio.sleep(2.0)
+            # commands created within max_clock_skew_s of the worker's start may be older
+            # than it, so it would look each up first (worker.orders.lookup): start later
+            skew = float(os.environ.get("OW_MAX_CLOCK_SKEW_S", "5"))
+            await asyncio.sleep(max(2.0, spawned + skew + 0.5 - time.monotonic()))
             sender = await asyncio.create_subprocess_exec(
                 sys.executable, "-m", "worker.lab.bench_paced", "send", "--prefix", prefix,
                 "--rates", str(rate), "--seconds", str(seconds), "--accounts", str(accounts),
                 "--loop", LOOP[0], stdout=asyncio.subprocess.PIPE)
             assert sender.stdout is not None
             start = json.loads(await sender.stdout.readline())["start"]
+            before = _usage(proc.pid)
+            broker_before = _usage(BROKER_PID[0]) if BROKER_PID[0] else (0.0, 0)
             lag = json.loads(await sender.stdout.readline())["lag"]
             await sender.wait()
             if lag > 0.5:
                 print(f"  ({' '.join(module)} at {rate}/s: the sender finished {lag:.1f}s "
                       "late: this machine cannot publish at that rate now)", flush=True)
             await asyncio.wait_for(done.wait(), 120)
+            after = _usage(proc.pid)
+            broker_after = _usage(BROKER_PID[0]) if BROKER_PID[0] else (0.0, 0)
         finally:
             with contextlib.suppress(ProcessLookupError):  # it may have exited
                 proc.terminate()
@@ -124,18 +153,22 @@ async def paced(module: list[str], rate: int, seconds: float,
             await delete(client._channel, client.names)
     warm = start + 1.0
     due = {f"p-{i}": start + t * TICK_S for i, t in enumerate(_ticks(rate, total))}
-    lat = sorted(filled[c] - t for c, t in due.items() if t >= warm)
+    lat = sorted(filled[c] - t for c, t in due.items() if t >= warm) or sorted(
+        filled[c] - t for c, t in due.items())  # a burst (all due at once): count all
     return {"p50_ms": lat[len(lat) // 2] * 1000,
             "p99_ms": lat[max(0, int(len(lat) * 0.99) - 1)] * 1000,
-            "max_ms": lat[-1] * 1000}
+            "max_ms": lat[-1] * 1000,
+            "cpu_ms": (after[0] - before[0]) * 1000 / total,
+            "wakeups": (after[1] - before[1]) / total,
+            "broker_ms": (broker_after[0] - broker_before[0]) * 1000 / total}
 
 
-async def run(rates: list[int], seconds: float, accounts: int
+async def run(rates: list[int], seconds: float, accounts: int, pipelines: list[str]
               ) -> dict[int, dict[str, dict[str, float]]]:
     out: dict[int, dict[str, dict[str, float]]] = {}
     for rate in rates:
-        out[rate] = {name: await paced(module, rate, seconds, accounts)
-                     for name, module in PIPELINES.items()}
+        out[rate] = {name: await paced(PIPELINES[name], rate, seconds, accounts)
+                     for name in pipelines}
     return out
 
 
@@ -148,20 +181,33 @@ def main() -> int:
                    help="event loop of both pipelines, the sender and the collector")
     p.add_argument("mode", nargs="?", default="compare", choices=["compare", "send"])
     p.add_argument("--prefix", default="")
+    p.add_argument("--base", default="",
+                   help="source tree whose worker runs as pipeline 'base' (before/after)")
+    p.add_argument("--broker-pid", type=int, default=0,
+                   help="also print the broker's CPU ms per command (its OS pid)")
+    p.add_argument("--pipelines", default="bare,worker",
+                   help="which to run, in this order (comma separated)")
     args = p.parse_args()
     LOOP[0] = args.loop
+    BROKER_PID[0] = args.broker_pid
+    BASE_DIR[0] = os.path.abspath(args.base) if args.base else ""
     rates = [int(r) for r in args.rates.split(",")]
     if args.mode == "send":
         run_loop(send(args.prefix, rates[0], args.seconds, args.accounts), args.loop)
         return 0
-    results = run_loop(run(rates, args.seconds, args.accounts), args.loop)
+    results = run_loop(run(rates, args.seconds, args.accounts,
+                                  args.pipelines.split(",")), args.loop)
     print(f"steady rate on paper, {args.seconds:.0f}s per run (first second not counted), "
           f"{args.accounts} accounts, real broker {AMQP_URL}, {args.loop} event loop, "
           "sender in its own process")
-    print(f"{'rate/s':>7} {'pipeline':<8}{'p50 ms':>9}{'p99 ms':>9}{'max ms':>9}")
+    print(f"{'rate/s':>7} {'pipeline':<8}{'p50 ms':>9}{'p99 ms':>9}{'max ms':>9}"
+          f"{'CPU ms/cmd':>11}{'sleeps/cmd':>11}{'broker ms':>10}")
     for rate, by in results.items():
         for name, r in by.items():
-            print(f"{rate:>7} {name:<8}{r['p50_ms']:>9.1f}{r['p99_ms']:>9.1f}{r['max_ms']:>9.1f}")
+            print(f"{rate:>7} {name:<8}{r['p50_ms']:>9.1f}{r['p99_ms']:>9.1f}{r['max_ms']:>9.1f}"
+                  f"{r['cpu_ms']:>11.2f}{r['wakeups']:>11.2f}{r['broker_ms']:>10.2f}")
+        if "worker" not in by or "bare" not in by:
+            continue
         w, b = by["worker"], by["bare"]
         print(f"{rate:>7} ratio worker/bare: p99 {w['p99_ms'] / b['p99_ms']:.2f}  "
               f"max {w['max_ms'] / b['max_ms']:.2f}")

@@ -50,4 +50,5 @@ class Exposure:
         self._sums.clear()
         self._counted.clear()
         for e in entries:
-            self.update(e)
+            if e.live:  # finished orders (most of the registry at a steady rate) add nothing
+                self.update(e)

@@ -144,12 +144,20 @@ class RecentCreates:
     def __init__(self, keep_s: float = 600.0) -> None:
         self.keep_s = keep_s
         self._ended: dict[str, float] = {}
+        """Oldest first (an id sent again moves to the end)."""
 
     def ended(self, cid: str, at: float | None = None) -> None:
         now = time.monotonic() if at is None else at
+        self._ended.pop(cid, None)
         self._ended[cid] = now
-        if len(self._ended) > 10_000:  # forget what can no longer matter
-            self._ended = {k: t for k, t in self._ended.items() if now - t < self.keep_s}
+        # Forget what can no longer matter, oldest first, a few per call. (This used to
+        # rebuild the whole dict once it held 10,000 ids, on every create while all of
+        # them were younger than keep_s: ~3 ms per order from 17 orders/s on.)
+        for _ in range(2):
+            oldest = next(iter(self._ended))
+            if now - self._ended[oldest] < self.keep_s:
+                break
+            del self._ended[oldest]
 
     def last(self, cid: str) -> float | None:
         return self._ended.get(cid)
