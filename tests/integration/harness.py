@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import time
 import uuid
 from collections.abc import AsyncIterator
 from typing import Any
@@ -25,6 +26,7 @@ class Harness:
         self.prefix = f"owtest-{uuid.uuid4().hex[:8]}"
         self.env = {**FAST, "AMQP_URL": amqp_url, "OW_PREFIX": self.prefix, **env}
         self.workers: list[Worker] = []
+        self._declared_at = float("-inf")
 
     def settings(self, **overrides: Any) -> Settings:
         return load_settings(self.env, **overrides)
@@ -37,6 +39,7 @@ class Harness:
     async def start_worker(self, **kw: Any) -> Worker:
         exchanges = kw.pop("exchanges", None)
         worker = Worker(self.settings(**kw), exchanges=exchanges)
+        self._declared_at = time.monotonic()  # it declares the topology
         await worker.start()
         self.workers.append(worker)
         return worker
@@ -73,6 +76,10 @@ class Harness:
         for w in self.workers:
             with contextlib.suppress(Exception):
                 await w.stop()
+        # RabbitMQ 3.10: deleting a quorum queue with at-least-once dead-lettering as its
+        # dead-letter worker starts can crash the broker's rabbit_fifo_dlx_sup for good
+        # (deploy/ensure-broker.sh); give the workers of a short test time to start
+        await asyncio.sleep(max(0.0, self._declared_at + 2.0 - time.monotonic()))
         conn = await connect(self.amqp_url)
         async with conn:
             await delete(await conn.channel(), self.names)
