@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -13,6 +14,13 @@ import pytest
 from tests.exchange.conftest import KEY, SECRET
 from tests.integration.harness import Harness, harness
 from worker.lab.sim.binance import BinanceSim
+
+
+def local_node(url: str) -> bool:
+    """The broker at ``url`` is one local node this machine's rabbitmqctl can restart."""
+    return shutil.which("rabbitmqctl") is not None and "," not in url and (
+        "127.0.0.1" in url or "localhost" in url)
+
 
 PG_ADMIN = "postgresql://postgres@127.0.0.1:5432/postgres"
 

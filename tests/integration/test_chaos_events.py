@@ -6,7 +6,6 @@ which connection loses out is not deterministic)."""
 from __future__ import annotations
 
 import asyncio
-import shutil
 from datetime import UTC, datetime
 from decimal import Decimal
 
@@ -14,6 +13,7 @@ import pytest
 from aio_pika.abc import AbstractIncomingMessage
 
 from schemas import OrderRejected, RejectReason
+from tests.integration.conftest import local_node
 from tests.integration.harness import harness
 from worker.broker.connect import connect, connect_robust
 from worker.broker.publisher import event_message
@@ -42,8 +42,7 @@ async def _publish(url: str, prefix_events: str, n: int) -> None:
 @pytest.mark.restarts_broker
 @pytest.mark.timeout(180)
 async def test_event_log_counts_after_a_broker_restart(amqp_url: str) -> None:
-    if shutil.which("rabbitmqctl") is None or "," in amqp_url or not (
-            "127.0.0.1" in amqp_url or "localhost" in amqp_url):
+    if not local_node(amqp_url):
         pytest.skip("restarts the broker node: needs a local node and rabbitmqctl")
     async with harness(amqp_url) as h:
         conn = await connect(amqp_url)

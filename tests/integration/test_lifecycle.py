@@ -20,7 +20,7 @@ from schemas import CancelDone, Event, OrderCanceled, client_order_id
 from schemas.events import decode_event, event_kind
 from tests.conftest import cancel, place
 from tests.exchange.conftest import KEY, SECRET
-from tests.integration.conftest import worker_on_binance_sim
+from tests.integration.conftest import local_node, worker_on_binance_sim
 from tests.integration.harness import Harness, harness
 from worker.client import OrderClient
 from worker.lab.chaos import restart_broker
@@ -69,11 +69,6 @@ async def _move_price(sim_url: str, symbol: str, price: str) -> None:
         assert resp.status == 200, await resp.text()
 
 
-def _local_node(url: str) -> bool:
-    return shutil.which("rabbitmqctl") is not None and "," not in url and (
-        "127.0.0.1" in url or "localhost" in url)
-
-
 # -- 1. a resting order survives SIGKILL, broker restart and two failovers --------------
 
 class Workers:
@@ -120,7 +115,7 @@ async def _kill(proc: asyncio.subprocess.Process) -> None:
 @pytest.mark.restarts_broker
 async def test_resting_order_survives_kill_broker_restart_and_two_failovers(
         amqp_url: str) -> None:
-    if not _local_node(amqp_url):
+    if not local_node(amqp_url):
         pytest.skip("restarts the broker node: needs a local node and rabbitmqctl")
     started = time.monotonic()
     sim = BinanceSim({KEY: SECRET})

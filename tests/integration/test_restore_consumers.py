@@ -12,12 +12,12 @@ from __future__ import annotations
 import asyncio
 import gc
 import logging
-import shutil
 
 import aio_pika
 import pytest
 from aio_pika.abc import AbstractIncomingMessage, AbstractRobustConnection
 
+from tests.integration.conftest import local_node
 from worker.broker.connect import connect, connect_robust
 from worker.lab.chaos import restart_broker
 
@@ -50,8 +50,7 @@ async def _consume(url: str, queue_name: str, got: list[int], i: int) -> Abstrac
 @pytest.mark.restarts_broker
 @pytest.mark.timeout(180)
 async def test_every_connection_consumes_again_after_a_broker_restart(amqp_url: str) -> None:
-    if shutil.which("rabbitmqctl") is None or "," in amqp_url or not (
-            "127.0.0.1" in amqp_url or "localhost" in amqp_url):
+    if not local_node(amqp_url):
         pytest.skip("restarts the broker node: needs a local node and rabbitmqctl")
     quiet = [logging.getLogger(name) for name in ("aio_pika", "aiormq")]
     for logger in quiet:
