@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import os
 import statistics
 import sys
@@ -68,7 +69,7 @@ async def _pipeline(module: list[str], processes: int, orders: int,
         await asyncio.wait_for(done.wait(), 300)
         elapsed = max(filled_at.values()) - start
         collector.cancel()
-        cpu_s = sum(_cpu_seconds(p.pid) for p in procs)
+        cpu_s = sum(cpu_seconds(p.pid) for p in procs)
         for p in procs:
             p.terminate()
         for p in procs:
@@ -81,7 +82,7 @@ async def _pipeline(module: list[str], processes: int, orders: int,
             "cpu_ms_per_order": cpu_s / orders * 1000}
 
 
-def _cpu_seconds(pid: int) -> float:
+def cpu_seconds(pid: int) -> float:
     """User+system CPU of a process so far (Linux /proc; 0 elsewhere)."""
     try:
         with open(f"/proc/{pid}/stat") as f:
@@ -89,6 +90,15 @@ def _cpu_seconds(pid: int) -> float:
         return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
     except (OSError, IndexError, ValueError):
         return 0.0
+
+
+async def stop_and_clean(proc: asyncio.subprocess.Process, client: OrderClient) -> None:
+    """End a bench's worker process (it may have exited) and delete its topology."""
+    with contextlib.suppress(ProcessLookupError):
+        proc.terminate()
+    await proc.wait()
+    assert client._channel is not None
+    await delete(client._channel, client.names)
 
 
 PIPELINES = {

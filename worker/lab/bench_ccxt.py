@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import contextlib
 import json
 import os
 import socket
@@ -40,10 +39,9 @@ import aiohttp
 from aio_pika.abc import AbstractIncomingMessage
 
 from schemas import PlaceOrder, client_order_id
-from worker.broker.topology import delete
 from worker.cli import run_loop
 from worker.client import OrderClient
-from worker.lab.bench import _cpu_seconds
+from worker.lab.bench import cpu_seconds, stop_and_clean
 
 AMQP_URL = os.environ.get("AMQP_URL", "amqp://guest:guest@127.0.0.1:5672/")
 AMOUNT = "0.001"
@@ -182,19 +180,15 @@ async def _worker(url: str, orders: int, accounts: int) -> dict[str, float]:
             await listen()
             await batch(cmds("warm", accounts))  # answered: the worker is up
             await asyncio.sleep(5.5)
-            before, cpu0 = await _stats(url), _cpu_seconds(proc.pid)
+            before, cpu0 = await _stats(url), cpu_seconds(proc.pid)
             measured = cmds("run", orders)
             start = time.time()
             sent = await batch(measured)
             elapsed = max(filled[c.command_id] for c in measured) - start
-            cpu = _cpu_seconds(proc.pid) - cpu0
+            cpu = cpu_seconds(proc.pid) - cpu0
             after = await _stats(url)
         finally:
-            with contextlib.suppress(ProcessLookupError):  # it may have exited
-                proc.terminate()
-            await proc.wait()
-            assert client._channel is not None
-            await delete(client._channel, client.names)
+            await stop_and_clean(proc, client)
     lat = [filled[c] - sent[c] for c in sent]
     return _summary(lat, orders, elapsed, cpu, before, after)
 

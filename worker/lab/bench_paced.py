@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import contextlib
 import json
 import os
 import sys
@@ -27,9 +26,9 @@ from aio_pika.abc import AbstractIncomingMessage
 
 from schemas import PlaceOrder
 from schemas.commands import encode_command
-from worker.broker.topology import delete
 from worker.cli import run_loop
 from worker.client import OrderClient
+from worker.lab.bench import cpu_seconds, stop_and_clean
 
 AMQP_URL = os.environ.get("AMQP_URL", "amqp://guest:guest@127.0.0.1:5672/")
 PIPELINES = {"bare": ["worker.lab.bench_bare"], "worker": ["worker", "run"],
@@ -42,9 +41,7 @@ BROKER_PID = [0]  # --broker-pid: also count the broker's CPU per command (0: no
 
 def _usage(pid: int) -> tuple[float, int]:
     """(user + system CPU seconds, voluntary context switches) of process ``pid``."""
-    with open(f"/proc/{pid}/stat") as f:
-        fields = f.read().rsplit(")", 1)[1].split()
-    cpu = (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    cpu = cpu_seconds(pid)
     with open(f"/proc/{pid}/status") as f:
         switches = next(int(line.split()[1]) for line in f
                         if line.startswith("voluntary_ctxt_switches"))
@@ -146,11 +143,7 @@ async def paced(module: list[str], rate: int, seconds: float,
             after = _usage(proc.pid)
             broker_after = _usage(BROKER_PID[0]) if BROKER_PID[0] else (0.0, 0)
         finally:
-            with contextlib.suppress(ProcessLookupError):  # it may have exited
-                proc.terminate()
-            await proc.wait()
-            assert client._channel is not None
-            await delete(client._channel, client.names)
+            await stop_and_clean(proc, client)
     warm = start + 1.0
     due = {f"p-{i}": start + t * TICK_S for i, t in enumerate(_ticks(rate, total))}
     lat = sorted(filled[c] - t for c, t in due.items() if t >= warm) or sorted(
