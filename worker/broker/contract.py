@@ -24,7 +24,7 @@ from typing import Any
 import aio_pika
 import msgspec
 from aio_pika.abc import AbstractChannel, AbstractConnection, AbstractIncomingMessage
-from aio_pika.exceptions import ChannelClosed
+from aio_pika.exceptions import ChannelClosed, DeliveryError
 
 from worker.broker.topology import Names, command_key, quorum
 
@@ -103,11 +103,21 @@ async def write_contract(channel: AbstractChannel, names: Names, contract: Contr
     """Record ``contract`` (replaces the previous one); ``channel`` has publisher confirms."""
     await channel.declare_queue(contract_queue(names), durable=True, arguments={
         **CONTRACT_QUEUE_ARGS, **quorum(contract.quorum_group_size)})
-    contract = msgspec.structs.replace(contract, written_at=time.time())
-    await channel.default_exchange.publish(
-        aio_pika.Message(msgspec.json.encode(contract), content_type="application/json",
-                         delivery_mode=aio_pika.DeliveryMode.PERSISTENT),
-        contract_queue(names), timeout=30)
+    # A nack (seen once while three workers started together) leaves the old contract in
+    # place; the write replaces it whole, so writing again is safe. Bounded: 5 tries.
+    for attempt in range(5):
+        contract = msgspec.structs.replace(contract, written_at=time.time())
+        try:
+            await channel.default_exchange.publish(
+                aio_pika.Message(msgspec.json.encode(contract), content_type="application/json",
+                                 delivery_mode=aio_pika.DeliveryMode.PERSISTENT),
+                contract_queue(names), timeout=30)
+            return
+        except DeliveryError as exc:
+            last = exc
+            await asyncio.sleep(0.2 * 2 ** attempt)
+    raise TopologyError(f"the broker refused the shard contract in {contract_queue(names)!r} "
+                        f"5 times (last: {last}); check the queue and the node's log")
 
 
 def mismatch(contract: Contract, shards: int, who: str) -> str | None:
