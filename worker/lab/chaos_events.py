@@ -41,6 +41,8 @@ class EventLog:
         self.done_at: dict[str, float] = {}
         """Per command: when a worker made its outcome event (``occurred_at``, epoch s)."""
         self.cancel_not_found: dict[str, bool] = {}
+        self.second_outcomes: list[str] = []
+        """A command's outcome event with a new id after its first: two outcomes."""
         self._conn: AbstractConnection | None = None
         self._task: asyncio.Task[None] | None = None
         self._consuming = asyncio.Event()
@@ -102,6 +104,8 @@ class EventLog:
                 self.cancel_not_found[event.command_id] = (
                     event.reason == RejectReason.ORDER_NOT_FOUND)
             if isinstance(event, OUTCOME_EVENTS):
+                if event.command_id in self._terminal:
+                    self.second_outcomes.append(f"{event.command_id}: {event_kind(event)}")
                 self._terminal.add(event.command_id)
                 self.done_at.setdefault(event.command_id, at)
                 label = event_kind(event)

@@ -74,6 +74,7 @@ def report(chaos: Chaos, commands: list[Command], sim: BinanceSim, log: EventLog
         "dead_lettered_without_outcome": sum(
             i not in log.terminal_commands() for i in _dead_ids(dead)),
         "cancels_not_found_for_placed_orders": len(not_found_but_placed),
+        "commands_with_two_outcomes": len(log.second_outcomes),
         "events_lost": lost, "events_unique": len(log.seen),
         "duplicate_event_deliveries": log.duplicates,
         "dead_lettered_commands": len(dead),
@@ -87,6 +88,8 @@ def report(chaos: Chaos, commands: list[Command], sim: BinanceSim, log: EventLog
             f"{i}: {sorted(log.kinds.get(i, set()))}" for i in no_terminal[:5]],
         "examples_open_unfollowed": open_left[:5],
         "examples_duplicated": duplicates[:5],
+        "examples_two_outcomes": log.second_outcomes[:5],
+        "examples_not_found_but_placed": not_found_but_placed[:5],
     }
 
 
@@ -97,5 +100,6 @@ def ok(result: dict[str, object]) -> bool:
     counts incomplete: that fails too."""
     return all(result[k] == 0 for k in (
         "commands_with_duplicate_orders", "events_lost", "commands_without_terminal_event",
-        "orders_left_open_unfollowed", "dead_lettered_without_outcome")) and (
+        "orders_left_open_unfollowed", "dead_lettered_without_outcome",
+        "commands_with_two_outcomes")) and (
         result.get("audit_events_unread", 0) == 0)

@@ -25,6 +25,7 @@ FAULT_KINDS = (
     "publish_fail",   # a broker publish is not confirmed (events may be stored anyway)
     "dup_publish",    # the same command published twice
     "cancel",         # a CancelOrder for the command, racing fills and timeouts
+    "record_lag",     # the carousel runs 1-5 cycles late (records behind a command backlog)
 )
 DEFAULT_FAULTS = frozenset(FAULT_KINDS)
 OPT_IN = ("unfenced",)
@@ -82,6 +83,9 @@ class Schedule:
     p_read_refused: float = 0.0
     lookup_lag_s: float = 0.0
     p_publish_fail: float = 0.0
+    record_lag: float = 0.0
+    """Cycles by which everything going round the carousel (records, markers, deferred
+    commands) is late, as behind a command backlog; constant, so it keeps its order."""
 
     def describe(self) -> str:
         lines = [f"seed {self.seed}"]
@@ -150,4 +154,5 @@ def generate(seed: int, faults: frozenset[str] = DEFAULT_FAULTS,
         p_read_refused=0.1 if on("read_refused", 0.1) else 0.0,
         lookup_lag_s=rng.uniform(0, 1.0) if on("lookup_lag", 0.3) else 0.0,
         p_publish_fail=0.15 if on("publish_fail", 0.2) else 0.0,
+        record_lag=rng.uniform(1.0, 5.0) if on("record_lag", 0.5) else 0.0,
     )
