@@ -76,9 +76,6 @@ class TrackBatch(msgspec.Struct, frozen=True, kw_only=True, tag_field="kind",
     """Records of one shard, renewed together."""
 
     records: tuple[TrackOrder, ...]
-    marker: str | None = None
-    """Set on an empty batch a worker sends round after taking the shard over: when it
-    comes back, every earlier record has reached that worker (worker.orders.warmth)."""
     schema_version: int = 1
 
 

@@ -31,9 +31,6 @@ class EventPublisher(Protocol):
     async def publish(self, events: Sequence[Event],
                       records: Sequence[TrackOrder] = ()) -> None: ...
 
-    async def send_marker(self, shard: int, marker: str) -> None:
-        """Sends ``marker`` round ``shard``'s carousel (worker.orders.warmth), confirmed."""
-
 
 class ExchangeProvider(Protocol):
     """The live client for (account, exchange); raises UnknownExchange."""
@@ -50,17 +47,14 @@ class Outcome:
     ack:         done; its events are confirmed by the broker.
     retry:       transient trouble; requeue (bounded by the queue's delivery-limit).
     dead_letter: poison or given up; park it in the dead-letter queue with ``reason``.
-    defer:       decide later: a copy goes round the shard's carousel (confirmed), then
-                 ack (worker.orders.warmth: the registry is not complete yet).
     """
 
-    action: Literal["ack", "retry", "dead_letter", "defer"]
+    action: Literal["ack", "retry", "dead_letter"]
     reason: str = ""
 
 
 ACK = Outcome("ack")
 RETRY = Outcome("retry")
-DEFER = Outcome("defer")
 
 
 class Fence(Protocol):
@@ -98,8 +92,6 @@ class Delivery:
     published_attempt: int = 1
     """The publisher's own attempt (``REPUBLISH_HEADER``): >1 when the client sent the
     command again after an unconfirmed publish (see worker.orders.lookup)."""
-    deferrals: int = 0
-    """How often this command was deferred (it came back round the carousel)."""
     shard: int = 0
     received_at: float = field(default_factory=lambda: time.monotonic())
     """When this delivery arrived (monotonic); bounds when a previous one last acted."""

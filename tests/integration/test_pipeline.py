@@ -13,7 +13,6 @@ from schemas import OrderRejected, RejectReason
 from schemas.commands import encode_command
 from tests.conftest import cancel, place
 from tests.integration.harness import harness
-from worker.broker.topology import shard_for
 from worker.client import InvalidCommandError
 from worker.exchange.ports import Exchange
 from worker.lab.testing import StaticExchanges
@@ -164,29 +163,3 @@ async def test_sigterm_on_a_worker_process_finishes_in_flight_orders(amqp_url: s
             proc.send_signal(signal.SIGTERM)
             code = await asyncio.wait_for(proc.wait(), 30)
     assert code == 0  # promptly: a resting order does not hold the worker
-
-
-async def test_a_deferred_command_comes_back_round_the_carousel_and_proves_warmth(
-        amqp_url: str) -> None:
-    """The real broker path of a deferral (worker.orders.warmth): a command sent into its
-    shard's wait queue expires into the shard queue through the tracking exchange and is
-    handled (as a redelivery); the shard is warm again by then (its marker header, or the
-    worker's own marker, which keeps going round). The worker's marker came round first."""
-    async with harness(amqp_url) as h:
-        worker = await h.start_worker()
-        assert worker.consumer is not None and worker.tracker is not None
-        async with h.client() as client:
-            first = place()
-            await client.submit(first, timeout_s=20)  # the shard's first delivery here
-            shard = shard_for(first.account, h.names.shards)
-            warmth = worker.tracker.warmth
-            assert await warmth.wait(shard, 3 * worker.tracker.cycle_s + 5)  # marker back
-            marker = warmth.current(shard)
-            assert marker is not None
-            warmth._event(shard).clear()  # as if the shard had just been taken over
-            cmd = place(account=first.account)
-            await worker.consumer.publisher.defer(
-                encode_command(cmd), shard, {"x-ow-deferred": 1, "x-ow-deferred-marker": marker})
-            events = await client.wait_terminal(cmd.command_id, 30)
-            assert warmth.warm(shard)
-    assert type(events).__name__ == "OrderFilled"

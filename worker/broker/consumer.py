@@ -8,8 +8,6 @@
 * Outcome ack              -> ack (events already confirmed)
 * Outcome retry            -> nack(requeue); the quorum delivery-limit bounds the loop
 * Outcome dead_letter      -> confirmed copy to the DLX with the reason, then ack
-* Outcome defer            -> confirmed copy round the shard's carousel, then ack (it comes
-                              back behind every record that is on its way now)
 * publishing/acking fails  -> nothing acked; the broker redelivers and we reconcile
 """
 
@@ -26,14 +24,7 @@ from schemas import OrderRejected, RejectReason, client_order_id
 from schemas.tracking import TrackBatch, TrackOrder
 from worker.broker.fence import BrokerFences
 from worker.broker.publisher import RabbitPublisher
-from worker.broker.topology import (
-    DEFER_HEADER,
-    DEFER_MARKER_HEADER,
-    REPUBLISH_HEADER,
-    Names,
-    shard_for,
-    shard_of_key,
-)
+from worker.broker.topology import REPUBLISH_HEADER, Names, shard_for, shard_of_key
 from worker.logs import bind
 from worker.orders.events import OrderRef, refusal
 from worker.orders.handlers import handle
@@ -51,7 +42,6 @@ class CommandConsumer:
         self.names = names
         self.sequencer = AccountSequencer()
         self.tasks: set[asyncio.Task[None]] = set()
-        self._markers: set[asyncio.Task[None]] = set()
         self.stopping = False
         s = deps.settings
         self.fences = BrokerFences(s.prefetch, timeout_s=s.fence_s)
@@ -84,8 +74,6 @@ class CommandConsumer:
                 await self._guarded(message, self._reject_malformed(message, cmd))
             return
         if isinstance(cmd, TrackOrder | TrackBatch):
-            self._warm_up(message, self._shard(
-                message, cmd.account if isinstance(cmd, TrackOrder) else ""))
             if self.stopping:
                 await _settle(message, Outcome("retry"))
             else:
@@ -110,40 +98,12 @@ class CommandConsumer:
             return
         attempt = _delivery_count(message) + 1
         shard = self._shard(message, cmd.account)
-        self._warm_up(message, shard)
-        deferrals = _deferrals(message)
-        marker = (message.headers or {}).get(DEFER_MARKER_HEADER)
-        if deferrals and isinstance(marker, str):  # back round the carousel, like a marker
-            self.deps.tracker.warmth.arrived(shard, marker)
-        # a deferred command is a redelivery: the worker that deferred it held it before
-        redelivered = bool(message.redelivered) or deferrals > 0
-        delivery = Delivery(attempt=attempt, redelivered=redelivered, turn=turn, shard=shard,
-                            fence=self.fences.for_message(message),
+        self.deps.tracker.warmth.seen(shard)
+        delivery = Delivery(attempt=attempt, redelivered=bool(message.redelivered), turn=turn,
+                            shard=shard, fence=self.fences.for_message(message),
                             published_attempt=_published_attempt(message),
-                            deferrals=deferrals,
                             final_attempt=attempt > self.deps.settings.delivery_limit)
         await self._guarded(message, self._run(message, cmd, delivery), turn)
-
-    def _warm_up(self, message: AbstractIncomingMessage, shard: int) -> None:
-        """Report the delivery; a worker that just took the shard sends its marker round
-        (worker.orders.warmth). A new channel means the shard may have moved meanwhile."""
-        try:
-            channel: object = message.channel
-        except Exception:  # closed already: the delivery will not be settled here anyway
-            channel = None
-        warmth = self.deps.tracker.warmth
-        marker = warmth.seen(shard, channel)
-        if marker is not None:
-            task = asyncio.create_task(self._send_marker(shard, marker))
-            self._markers.add(task)
-            task.add_done_callback(self._markers.discard)
-
-    async def _send_marker(self, shard: int, marker: str) -> None:
-        try:
-            await self.deps.publisher.send_marker(shard, marker)
-        except Exception as exc:
-            log.warning("could not send the shard's marker, sending it again later: %r", exc)
-            self.deps.tracker.warmth.send_failed(shard, marker)
 
     async def _record(self, message: AbstractIncomingMessage,
                       rec: TrackOrder | TrackBatch) -> None:
@@ -180,13 +140,6 @@ class CommandConsumer:
         if outcome.action == "dead_letter":
             await self.publisher.dead_letter(message.body, outcome.reason,
                                              {"command_id": cmd.command_id})
-        elif outcome.action == "defer":  # its copy is confirmed before the ack
-            headers: dict[str, int | str] = {
-                DEFER_HEADER: delivery.deferrals + 1,
-                DEFER_MARKER_HEADER: self.deps.tracker.warmth.current(delivery.shard) or ""}
-            if delivery.published_attempt > 1:
-                headers[REPUBLISH_HEADER] = delivery.published_attempt
-            await self.publisher.defer(message.body, delivery.shard, headers)
         await _settle(message, outcome)
 
     async def _reject_malformed(self, message: AbstractIncomingMessage, bad: Malformed) -> None:
@@ -209,11 +162,6 @@ class CommandConsumer:
 def _delivery_count(message: AbstractIncomingMessage) -> int:
     value = (message.headers or {}).get("x-delivery-count", 0)
     return value if isinstance(value, int) else 0
-
-
-def _deferrals(message: AbstractIncomingMessage) -> int:
-    value = (message.headers or {}).get(DEFER_HEADER, 0)
-    return value if isinstance(value, int) and value >= 0 else 1
 
 
 def _published_attempt(message: AbstractIncomingMessage) -> int:

@@ -150,25 +150,6 @@ class RabbitPublisher:
             for e in events:
                 self._metrics.on_event(event_kind(e), getattr(e, "reason", None))
 
-    async def send_marker(self, shard: int, marker: str) -> None:
-        names, tracks = self._names, self._tracks
-        if names is None or tracks is None:
-            raise RuntimeError("this publisher has no tracking queues")
-        message = record_message(TrackBatch(records=(), marker=marker))
-        await self._with_reconnect("marker", lambda: tracks.publish(
-            message, names.track_queue(shard), mandatory=True, timeout=self._timeout))
-
-    async def defer(self, body: bytes, shard: int, headers: dict[str, int | str]) -> None:
-        """Send a command round ``shard``'s carousel: it comes back a cycle later, behind
-        every tracking record on its way now (worker.orders.warmth)."""
-        names, tracks = self._names, self._tracks
-        if names is None or tracks is None:
-            raise RuntimeError("this publisher has no tracking queues")
-        message = aio_pika.Message(body, delivery_mode=PERSISTENT, headers=dict(headers),
-                                   content_type="application/json")
-        await self._with_reconnect("deferred command", lambda: tracks.publish(
-            message, names.track_queue(shard), mandatory=True, timeout=self._timeout))
-
     async def dead_letter(self, body: bytes, reason: str, headers: dict[str, str]) -> None:
         message = aio_pika.Message(body, delivery_mode=PERSISTENT,
                                    headers={**headers, "x-orderworker-reason": reason[:1000]})

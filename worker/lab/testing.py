@@ -21,7 +21,6 @@ class FakePublisher:
     def __init__(self) -> None:
         self.events: list[Event] = []
         self.records: list[TrackOrder] = []
-        self.markers: list[tuple[int, str]] = []
         self.fail_next: Exception | None = None
         self.calls = 0
 
@@ -33,9 +32,6 @@ class FakePublisher:
         self.calls += 1
         self.events.extend(events)
         self.records.extend(records)
-
-    async def send_marker(self, shard: int, marker: str) -> None:
-        self.markers.append((shard, marker))
 
     def kinds(self) -> list[str]:
         return [type(e).__name__ for e in self.events]

@@ -13,15 +13,6 @@ CancelOrder, by what the registry knows of the target:
                -> as open; absent -> ``cancel_rejected(order_not_found)`` and a *tombstone*:
                the target's PlaceOrder, should it still arrive, is never placed.
 
-"The registry is complete" is proven by the worker's marker coming back round the shard's
-carousel (worker.orders.warmth), not guessed from time: records come round behind the
-shard's command backlog. A cancel that needs it (target unknown, or itself a copy whose
-remembered outcome may be on its way) waits up to two cycles. A copy still cold then is
-*deferred*: it goes round the carousel and comes back behind every record on its way now
-(at most ``MAX_DEFERRALS`` times, then it decides on what is known), since deciding
-afresh could publish a second, different outcome. A first delivery decides: the exchange
-lookup sees its target, and a tombstone covers a PlaceOrder still to come.
-
 Every outcome the handler publishes is remembered first (worker.orders.outcomes): a copy
 of the CancelOrder repeats it instead of deciding afresh.
 
@@ -70,9 +61,8 @@ from worker.orders.events import (
 from worker.orders.outcomes import answer, keep_s, repeat
 from worker.orders.place import find
 from worker.orders.registry import Entry
-from worker.orders.warmth import defer_or_decide, wait_warm
 from worker.policy import retry_policy
-from worker.ports import ACK, DEFER, RETRY, Delivery, Deps, Outcome
+from worker.ports import ACK, RETRY, Delivery, Deps, Outcome
 
 ACCEPT_WAIT_S = 30.0
 log = logging.getLogger(__name__)
@@ -139,22 +129,16 @@ async def _cancel_entry(deps: Deps, cancel: OrderRef | None, entry: Entry,
 async def handle_cancel(cmd: CancelOrder, deps: Deps, delivery: Delivery) -> Outcome:
     tracker = deps.tracker
     target_cid = client_order_id(cmd.account, cmd.target_command_id)
-    copy = (delivery.redelivered or delivery.attempt > 1 or delivery.published_attempt > 1
-            or delivery.deferrals > 0)
+    copy = delivery.redelivered or delivery.attempt > 1 or delivery.published_attempt > 1
     async with delivery.turn:
         entry = tracker.get(target_cid)
-        waited = 0.0
-        if entry is None or entry.phase == "tombstone" or copy:
+        cold = tracker.warmth.warm_in(delivery.shard)
+        if (entry is None or entry.phase == "tombstone" or copy) and cold > 0:
             # a record of the target, or of this cancel's outcome, may still be on its way
-            waited = await wait_warm(deps, delivery)
+            await asyncio.sleep(cold)
             entry = tracker.get(target_cid)
         if await repeat(deps, ref_of(cmd).client_order_id):
             return ACK  # a copy: its outcome is decided and remembered
-        if copy and not tracker.warmth.warm(delivery.shard) \
-                and defer_or_decide(deps, delivery):
-            # its remembered outcome may be behind the backlog: deciding afresh now could
-            # publish a second, different one; decide once the records are in
-            return DEFER
         symbol = entry.ref.symbol if entry is not None and entry.ref.symbol else cmd.symbol
         cancel = ref_of(cmd, symbol=symbol)
         target = ref_of(cmd, symbol=symbol, command_id=cmd.target_command_id)
@@ -187,7 +171,7 @@ async def handle_cancel(cmd: CancelOrder, deps: Deps, delivery: Delivery) -> Out
                     return RETRY
                 log.info("cancel target unknown", extra={"client_order_id": target_cid,
                                                          "shard": delivery.shard,
-                                                         "waited_s": waited})
+                                                         "waited_s": cold})
                 return await _tombstone(deps, cmd, cancel, target)
             target = ref_of(cmd, symbol=state.symbol, command_id=cmd.target_command_id)
             entry = tracker.add(tracker.open_entry(target, state, deadline_at=None))

@@ -70,9 +70,8 @@ from worker.orders.outcomes import answer, confirm_decided, decided, tombstoned
 from worker.orders.registry import Entry
 from worker.orders.risk import check_risk
 from worker.orders.validation import ValidOrder, check_fresh, validate_place
-from worker.orders.warmth import defer_or_decide
 from worker.policy import retry_policy
-from worker.ports import ACK, DEFER, RETRY, Delivery, Deps, Outcome
+from worker.ports import ACK, RETRY, Delivery, Deps, Outcome
 
 log = logging.getLogger(__name__)
 TOMBSTONED = "a CancelOrder for this command ran first; it will not be placed"
@@ -226,12 +225,6 @@ async def handle_place(cmd: PlaceOrder, deps: Deps, delivery: Delivery) -> Outco
     give_up_at = time.monotonic() + settings.intake_budget_s
     async with delivery.turn:
         known = tracker.get(cid)
-        if known is None and (delivery.redelivered or delivery.attempt > 1
-                              or delivery.published_attempt > 1) \
-                and not tracker.warmth.warm(delivery.shard) and defer_or_decide(deps, delivery):
-            # a copy on a worker whose registry is not complete yet: a tombstone, a
-            # remembered refusal or the order's own record may be behind the backlog
-            return DEFER
         if tombstoned(known):
             await _reject(deps, ref, order, RejectReason.CANCELED_BEFORE_PLACEMENT, TOMBSTONED)
             return ACK

@@ -161,3 +161,33 @@ class RecentCreates:
 
     def last(self, cid: str) -> float | None:
         return self._ended.get(cid)
+
+
+class ShardWarmth:
+    """Whether this worker has seen every record of a shard it consumes.
+
+    Records come round once per cycle, so a worker that has received messages
+    of a shard for a whole cycle without a gap knows all of that shard's
+    tracked orders. It waits two cycles, because right after a broker restart
+    the broker's dead-lettering (which drives the carousel) was seen to lag by
+    several seconds. A gap longer than 1.5 cycles means it may have lost and
+    regained the shard: it starts over."""
+
+    def __init__(self, cycle_s: float) -> None:
+        self.cycle_s = cycle_s
+        self._first: dict[int, float] = {}
+        self._last: dict[int, float] = {}
+
+    def seen(self, shard: int, now: float | None = None) -> None:
+        now = time.monotonic() if now is None else now
+        if now - self._last.get(shard, -1e18) > 1.5 * self.cycle_s:
+            self._first[shard] = now
+        self._last[shard] = now
+
+    def warm_in(self, shard: int, now: float | None = None) -> float:
+        """Seconds until the shard's registry is complete (0: it is)."""
+        now = time.monotonic() if now is None else now
+        first = self._first.get(shard)
+        if first is None:
+            return 2 * self.cycle_s + 1.0
+        return max(0.0, first + 2 * self.cycle_s + 1.0 - now)

@@ -18,7 +18,6 @@ import asyncio
 import contextlib
 import logging
 import time
-import uuid
 from collections.abc import Iterable, Sequence
 
 from schemas import Event
@@ -28,8 +27,7 @@ from worker.metrics import Metrics
 from worker.orders.events import OrderRef
 from worker.orders.exposure import Exposure
 from worker.orders.groupcommit import GroupCommit
-from worker.orders.registry import Entry, RecentCreates, entry_from_record
-from worker.orders.warmth import ShardWarmth
+from worker.orders.registry import Entry, RecentCreates, ShardWarmth, entry_from_record
 from worker.ports import EventPublisher, ExchangeProvider
 from worker.settings import Settings
 
@@ -51,7 +49,7 @@ class Tracker:
         self._by_account: dict[tuple[str, str], dict[str, Entry]] = {}
         self.exposure = Exposure()
         self.creates = RecentCreates()
-        self.warmth = ShardWarmth(self.cycle_s, owner=uuid.uuid4().hex[:12])
+        self.warmth = ShardWarmth(self.cycle_s)
         self._followers: dict[tuple[str, str], asyncio.Task[None]] = {}
         self._terminal_at: dict[str, float] = {}
         self._pruned_at = 0.0
@@ -157,11 +155,8 @@ class Tracker:
     async def on_record(self, rec: TrackOrder | TrackBatch, shard: int) -> None:
         """Records came round. Refresh the registry; renew those that are not spare copies.
         Returns once the fresh copies are confirmed, so the caller may ack the old message."""
+        self.warmth.seen(shard)
         self._prune()
-        if isinstance(rec, TrackBatch) and rec.marker is not None:
-            if self.warmth.came_back(shard, rec.marker):
-                await self.publisher.send_marker(shard, rec.marker)  # it keeps going round
-            return
         records = rec.records if isinstance(rec, TrackBatch) else (rec,)
         renew = [e for e in (self._refresh(r, shard) for r in records) if e is not None]
         if renew:

@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any
 import msgspec
 
 from schemas import Event
-from schemas.tracking import TrackBatch, TrackOrder
+from schemas.tracking import TrackOrder
 
 if TYPE_CHECKING:
     from worker.lab.sim_placement.world import SimWorker, World
@@ -169,17 +169,13 @@ class SimBroker:
         self._requeue(envs)
 
     # -- records ---------------------------------------------------------------------------
-    def carousel_s(self) -> float:
-        """How long a message takes round the carousel (``record_lag``: behind a backlog)."""
-        lag = self.world.sched.record_lag
+    def put_record(self, rec: TrackOrder) -> None:
+        body = msgspec.json.encode(rec)
+        lag = self.world.sched.record_lag  # opt-in: records behind a command backlog
         if lag:
             self.world.hit("record_lag")
-        return self.world.settings.track_cycle_s * (1.0 + lag)
-
-    def put_record(self, rec: TrackOrder | TrackBatch) -> None:
-        body = msgspec.json.encode(rec)
-        self.world.loop.call_later(self.carousel_s(), self.publish, body, self.tracking,
-                                   "record")
+        self.world.loop.call_later(self.world.settings.track_cycle_s * (1.0 + lag),
+                                   self.publish, body, self.tracking, "record")
 
 
 class SimPublisher:
@@ -201,26 +197,6 @@ class SimPublisher:
                 w.store(self.worker, events, records)
             raise ConnectionError("publisher: confirm timed out (simulated)")
         w.store(self.worker, events, records)
-        await w.port_done(n)
-
-    async def send_marker(self, shard: int, marker: str) -> None:
-        w = self.world
-        n = await w.port_call("publish")
-        await asyncio.sleep(w.latency())
-        if not self.worker.reachable or w.publish_fails():
-            raise ConnectionError("publisher: marker not confirmed (simulated)")
-        w.broker.put_record(TrackBatch(records=(), marker=marker))
-        await w.port_done(n)
-
-    async def defer(self, body: bytes, shard: int, headers: dict[str, int | str]) -> None:
-        w = self.world
-        n = await w.port_call("publish")
-        await asyncio.sleep(w.latency())
-        if not self.worker.reachable or w.publish_fails():
-            raise ConnectionError("publisher: deferred command not confirmed (simulated)")
-        w.note(f"{self.worker.name}: deferred a command ({headers})")
-        w.loop.call_later(w.broker.carousel_s(), w.broker.publish, body, w.broker.tracking,
-                          f"deferred@{headers.get('x-ow-deferred')}", dict(headers))
         await w.port_done(n)
 
     async def dead_letter(self, body: bytes, reason: str, ids: dict[str, str]) -> None:

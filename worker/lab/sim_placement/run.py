@@ -53,7 +53,8 @@ class Summary:
 
     def report(self, profile: Profile) -> str:
         kinds = [k for k in (*FAULT_KINDS, "cancel_race")
-                 if k in self.hits or k in profile.faults]
+                 if k in self.hits or k in profile.faults] + [
+                     k for k in OPT_IN if k in self.hits]
         lines = [f"placement simulation: {self.schedules} schedules, "
                  f"{len(self.failed)} with violations, {self.elapsed_s:.1f} s "
                  f"({self.virtual_s / 3600:.1f} h simulated, max skew "
