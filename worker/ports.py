@@ -47,14 +47,17 @@ class Outcome:
     ack:         done; its events are confirmed by the broker.
     retry:       transient trouble; requeue (bounded by the queue's delivery-limit).
     dead_letter: poison or given up; park it in the dead-letter queue with ``reason``.
+    defer:       decide later: a copy goes round the shard's carousel (confirmed, then
+                 ack) and comes back behind every tracking record on its way now.
     """
 
-    action: Literal["ack", "retry", "dead_letter"]
+    action: Literal["ack", "retry", "dead_letter", "defer"]
     reason: str = ""
 
 
 ACK = Outcome("ack")
 RETRY = Outcome("retry")
+DEFER = Outcome("defer")
 
 
 class Fence(Protocol):
@@ -92,6 +95,8 @@ class Delivery:
     published_attempt: int = 1
     """The publisher's own attempt (``REPUBLISH_HEADER``): >1 when the client sent the
     command again after an unconfirmed publish (see worker.orders.lookup)."""
+    deferrals: int = 0
+    """How often this command was deferred (it came back round the carousel)."""
     shard: int = 0
     received_at: float = field(default_factory=lambda: time.monotonic())
     """When this delivery arrived (monotonic); bounds when a previous one last acted."""

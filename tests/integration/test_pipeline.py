@@ -13,6 +13,7 @@ from schemas import OrderRejected, RejectReason
 from schemas.commands import encode_command
 from tests.conftest import cancel, place
 from tests.integration.harness import harness
+from worker.broker.topology import shard_for
 from worker.client import InvalidCommandError
 from worker.exchange.ports import Exchange
 from worker.lab.testing import StaticExchanges
@@ -163,3 +164,19 @@ async def test_sigterm_on_a_worker_process_finishes_in_flight_orders(amqp_url: s
             proc.send_signal(signal.SIGTERM)
             code = await asyncio.wait_for(proc.wait(), 30)
     assert code == 0  # promptly: a resting order does not hold the worker
+
+
+async def test_a_deferred_command_comes_back_round_the_carousel(amqp_url: str) -> None:
+    """The real broker path of a deferral (worker.orders.cancel): a command sent into its
+    shard's wait queue expires into the shard queue through the tracking exchange and is
+    handled, as a redelivery."""
+    async with harness(amqp_url) as h:
+        worker = await h.start_worker()
+        assert worker.consumer is not None
+        async with h.client() as client:
+            cmd = place()
+            shard = shard_for(cmd.account, h.names.shards)
+            await worker.consumer.publisher.defer(encode_command(cmd), shard,
+                                                  {"x-ow-deferred": 1})
+            final = await client.wait_terminal(cmd.command_id, 30)
+    assert type(final).__name__ == "OrderFilled"

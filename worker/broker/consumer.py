@@ -8,6 +8,8 @@
 * Outcome ack              -> ack (events already confirmed)
 * Outcome retry            -> nack(requeue); the quorum delivery-limit bounds the loop
 * Outcome dead_letter      -> confirmed copy to the DLX with the reason, then ack
+* Outcome defer            -> confirmed copy round the shard's carousel, then ack (it comes
+                              back, as a redelivery, behind every record on its way now)
 * publishing/acking fails  -> nothing acked; the broker redelivers and we reconcile
 """
 
@@ -24,7 +26,13 @@ from schemas import OrderRejected, RejectReason, client_order_id
 from schemas.tracking import TrackBatch, TrackOrder
 from worker.broker.fence import BrokerFences
 from worker.broker.publisher import RabbitPublisher
-from worker.broker.topology import REPUBLISH_HEADER, Names, shard_for, shard_of_key
+from worker.broker.topology import (
+    DEFER_HEADER,
+    REPUBLISH_HEADER,
+    Names,
+    shard_for,
+    shard_of_key,
+)
 from worker.logs import bind
 from worker.orders.events import OrderRef, refusal
 from worker.orders.handlers import handle
@@ -99,9 +107,11 @@ class CommandConsumer:
         attempt = _delivery_count(message) + 1
         shard = self._shard(message, cmd.account)
         self.deps.tracker.warmth.seen(shard)
-        delivery = Delivery(attempt=attempt, redelivered=bool(message.redelivered), turn=turn,
-                            shard=shard, fence=self.fences.for_message(message),
-                            published_attempt=_published_attempt(message),
+        deferrals = _deferrals(message)
+        # a deferred command is a redelivery: the worker that deferred it held it before
+        delivery = Delivery(attempt=attempt, redelivered=bool(message.redelivered) or deferrals > 0,
+                            turn=turn, shard=shard, fence=self.fences.for_message(message),
+                            published_attempt=_published_attempt(message), deferrals=deferrals,
                             final_attempt=attempt > self.deps.settings.delivery_limit)
         await self._guarded(message, self._run(message, cmd, delivery), turn)
 
@@ -140,6 +150,11 @@ class CommandConsumer:
         if outcome.action == "dead_letter":
             await self.publisher.dead_letter(message.body, outcome.reason,
                                              {"command_id": cmd.command_id})
+        elif outcome.action == "defer":  # its copy is confirmed before the ack
+            headers: dict[str, int] = {DEFER_HEADER: delivery.deferrals + 1}
+            if delivery.published_attempt > 1:
+                headers[REPUBLISH_HEADER] = delivery.published_attempt
+            await self.publisher.defer(message.body, delivery.shard, headers)
         await _settle(message, outcome)
 
     async def _reject_malformed(self, message: AbstractIncomingMessage, bad: Malformed) -> None:
@@ -162,6 +177,11 @@ class CommandConsumer:
 def _delivery_count(message: AbstractIncomingMessage) -> int:
     value = (message.headers or {}).get("x-delivery-count", 0)
     return value if isinstance(value, int) else 0
+
+
+def _deferrals(message: AbstractIncomingMessage) -> int:
+    value = (message.headers or {}).get(DEFER_HEADER, 0)
+    return value if isinstance(value, int) and value >= 0 else 1
 
 
 def _published_attempt(message: AbstractIncomingMessage) -> int:

@@ -108,6 +108,8 @@ class Topology:
 REPUBLISH_HEADER = "x-ow-attempt"
 """Set by a publisher on a command it sends again after an unconfirmed publish (2, 3...):
 the worker then looks the order up before creating it (worker.orders.lookup)."""
+DEFER_HEADER = "x-ow-deferred"
+"""On a command a worker sent round the carousel to decide later: how often (1, 2...)."""
 QUORUM: dict[str, Any] = {"x-queue-type": "quorum"}
 
 

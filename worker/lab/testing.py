@@ -21,6 +21,7 @@ class FakePublisher:
     def __init__(self) -> None:
         self.events: list[Event] = []
         self.records: list[TrackOrder] = []
+        self.deferred: list[tuple[bytes, int, dict[str, int]]] = []
         self.fail_next: Exception | None = None
         self.calls = 0
 
@@ -32,6 +33,9 @@ class FakePublisher:
         self.calls += 1
         self.events.extend(events)
         self.records.extend(records)
+
+    async def defer(self, body: bytes, shard: int, headers: dict[str, int]) -> None:
+        self.deferred.append((body, shard, headers))
 
     def kinds(self) -> list[str]:
         return [type(e).__name__ for e in self.events]

@@ -16,6 +16,16 @@ CancelOrder, by what the registry knows of the target:
 Every outcome the handler publishes is remembered first (worker.orders.outcomes): a copy
 of the CancelOrder repeats it instead of deciding afresh.
 
+A copy without a symbol is deferred rather than answer "not found". Without a symbol only
+the account's open orders can be listed, so a copy whose first handling canceled the
+target (or saw it fill) and then died before its ack would miss it; and the outcome that
+handling remembered, or the target's record, may still be behind the shard's command
+backlog on a worker that just took the shard over (chaos: 2-3 cancels per 3000-order run
+got a second outcome). Deferred, a confirmed copy goes round the shard's carousel and
+comes back, as a redelivery, behind every record on its way now; at most
+``MAX_DEFERRALS`` times, then it decides. The account's later commands may overtake it
+meanwhile; they concern other orders.
+
 Fencing "not found" (issue 10 #2). A partitioned worker's cancel handler can outlive its
 hold on the command: resumed after the broker redelivered the shard's commands, its
 lookup finds nothing because the target's PlaceOrder now sits with the new holder, which
@@ -62,9 +72,10 @@ from worker.orders.outcomes import answer, keep_s, repeat
 from worker.orders.place import find
 from worker.orders.registry import Entry
 from worker.policy import retry_policy
-from worker.ports import ACK, RETRY, Delivery, Deps, Outcome
+from worker.ports import ACK, DEFER, RETRY, Delivery, Deps, Outcome
 
 ACCEPT_WAIT_S = 30.0
+MAX_DEFERRALS = 3
 log = logging.getLogger(__name__)
 
 
@@ -162,6 +173,13 @@ async def handle_cancel(cmd: CancelOrder, deps: Deps, delivery: Delivery) -> Out
                 # lost its connection) with it: "absent" holds only after the settle window
                 await asyncio.sleep(wait)
                 state = await _lookup(deps, exchange, symbol, target_cid)
+            if state is None and symbol is None and copy \
+                    and delivery.deferrals < MAX_DEFERRALS:
+                # see the module docstring: without a symbol only open orders are seen
+                deps.metrics.reconciliations.labels("cancel_deferred").inc()
+                log.info("cancel copy found no open target, deferring it",
+                         extra={"client_order_id": target_cid, "deferrals": delivery.deferrals})
+                return DEFER
             if state is None:
                 looked = time.monotonic()
                 try:  # see the module docstring: absent only while we hold the shard

@@ -225,9 +225,13 @@ async def handle_place(cmd: PlaceOrder, deps: Deps, delivery: Delivery) -> Outco
     give_up_at = time.monotonic() + settings.intake_budget_s
     async with delivery.turn:
         known = tracker.get(cid)
-        if tombstoned(known):
+        copy = delivery.redelivered or delivery.attempt > 1 or delivery.published_attempt > 1
+        if tombstoned(known) and not copy:
             await _reject(deps, ref, order, RejectReason.CANCELED_BEFORE_PLACEMENT, TOMBSTONED)
             return ACK
+        # a tombstoned copy looks the order up first (below): an earlier holder may have
+        # placed it before the cancel ran (a cancel without a symbol sees only open
+        # orders), and then its outcome is the order's, not a refusal
         if known is not None and decided(known):
             # a copy of a command whose order (or its doubt) the tracker owns, or whose
             # outcome is published (confirmed) already: a lookup could miss the order

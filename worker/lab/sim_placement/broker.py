@@ -169,13 +169,17 @@ class SimBroker:
         self._requeue(envs)
 
     # -- records ---------------------------------------------------------------------------
-    def put_record(self, rec: TrackOrder) -> None:
-        body = msgspec.json.encode(rec)
-        lag = self.world.sched.record_lag  # opt-in: records behind a command backlog
+    def carousel_s(self) -> float:
+        """How long a message takes round the carousel (opt-in ``record_lag``: behind a
+        command backlog; constant, so the carousel keeps its order)."""
+        lag = self.world.sched.record_lag
         if lag:
             self.world.hit("record_lag")
-        self.world.loop.call_later(self.world.settings.track_cycle_s * (1.0 + lag),
-                                   self.publish, body, self.tracking, "record")
+        return self.world.settings.track_cycle_s * (1.0 + lag)
+
+    def put_record(self, rec: TrackOrder) -> None:
+        self.world.loop.call_later(self.carousel_s(), self.publish, msgspec.json.encode(rec),
+                                   self.tracking, "record")
 
 
 class SimPublisher:
@@ -197,6 +201,17 @@ class SimPublisher:
                 w.store(self.worker, events, records)
             raise ConnectionError("publisher: confirm timed out (simulated)")
         w.store(self.worker, events, records)
+        await w.port_done(n)
+
+    async def defer(self, body: bytes, shard: int, headers: dict[str, int]) -> None:
+        w = self.world
+        n = await w.port_call("publish")
+        await asyncio.sleep(w.latency())
+        if not self.worker.reachable or w.publish_fails():
+            raise ConnectionError("publisher: deferred command not confirmed (simulated)")
+        w.note(f"{self.worker.name}: deferred a command ({headers})")
+        w.loop.call_later(w.broker.carousel_s(), w.broker.publish, body, w.broker.tracking,
+                          f"deferred@{headers.get('x-ow-deferred')}", dict(headers))
         await w.port_done(n)
 
     async def dead_letter(self, body: bytes, reason: str, ids: dict[str, str]) -> None:

@@ -27,10 +27,11 @@ FAULT_KINDS = (
     "cancel",         # a CancelOrder for the command, racing fills and timeouts
 )
 DEFAULT_FAULTS = frozenset(FAULT_KINDS)
-OPT_IN = ("unfenced", "record_lag")
+OPT_IN = ("unfenced", "record_lag", "no_symbol")
 """``unfenced``: a partitioned worker's in-flight handlers outlive ``fence_s`` (issue 10 #2:
 nothing on the sending side enforces that bound yet). ``record_lag``: the carousel runs
-1-5 cycles late, as behind a command backlog (known.py says what it finds)."""
+1-5 cycles late, as behind a command backlog (known.py says what it finds).
+``no_symbol``: a schedule's CancelOrders carry no symbol (only open orders can be listed)."""
 
 
 @dataclass(frozen=True)
@@ -84,6 +85,7 @@ class Schedule:
     lookup_lag_s: float = 0.0
     p_publish_fail: float = 0.0
     record_lag: float = 0.0
+    cancel_without_symbol: bool = False
     """Cycles by which the tracking records come round late, as behind a command backlog
     (constant, so they keep their order)."""
 
@@ -155,4 +157,5 @@ def generate(seed: int, faults: frozenset[str] = DEFAULT_FAULTS,
         lookup_lag_s=rng.uniform(0, 1.0) if on("lookup_lag", 0.3) else 0.0,
         p_publish_fail=0.15 if on("publish_fail", 0.2) else 0.0,
         record_lag=rng.uniform(1.0, 5.0) if on("record_lag", 0.5) else 0.0,
+        cancel_without_symbol=on("no_symbol", 0.5),
     )

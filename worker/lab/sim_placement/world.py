@@ -256,8 +256,11 @@ class World:
                              created_at=created, timeout_s=c.timeout_s)
         else:
             assert c.target is not None
+            if self.sched.cancel_without_symbol:
+                self.hit("no_symbol")
             cmd = CancelOrder(command_id=c.command_id, account=ACCOUNT, exchange="sim",
-                              symbol=SYMBOL, target_command_id=c.target, created_at=created)
+                              symbol=None if self.sched.cancel_without_symbol else SYMBOL,
+                              target_command_id=c.target, created_at=created)
         return msgspec.json.encode(cmd)
 
     def _publish(self, c: Cmd, copy: int) -> None:
