@@ -31,14 +31,18 @@ refused command was judged afresh, seed 2247) are closed by remembering every ou
 exchange order carries (worker.orders.outcomes)."""
 RECORD_LAG = (
     "Opt-in fault ``record_lag`` (tracking records come round 1-5 cycles late, as behind "
-    "a command backlog): 3 of 4,000 schedules (seeds 376, 1123, 3396) have a copy judged "
-    "on a registry that has not seen a record yet: a PlaceOrder copy placed against its "
-    "cancel's published order_not_found, once with a second outcome. The registry counts "
-    "as complete two cycles after a takeover, which a backlog outlasts. Tried and reverted "
-    "(README, known limits): a marker sent round the carousel to prove completeness, with "
-    "copies deferred round it; deferring only cancel copies gave 6 of 4,000, deferring "
-    "PlaceOrder copies too gave 0 but let an account's later commands overtake them.")
-"""Not gated (``record_lag`` is opt-in, like ``unfenced``): what it still finds."""
+    "a command backlog): 3 of 4,000 schedules (seeds 376, 1123, 3396) have a PlaceOrder "
+    "copy judged on a registry that has not seen its cancel's tombstone yet: placed "
+    "against the cancel's published order_not_found, once with a second outcome. Fix in "
+    "view: a marker at takeover, and every command of a cold shard deferred round the "
+    "carousel (README, known limits).")
+"""Not gated (opt-in, like ``unfenced``): what ``record_lag`` still finds."""
+NO_SYMBOL = (
+    "Opt-in fault ``no_symbol`` (a schedule's cancels carry no symbol): 10 of 3,000 "
+    "schedules, each a cancel answering order_not_found for an order that had ended and "
+    "that no worker remembers (a filled market order has no record); without a symbol "
+    "only open orders can be listed. A documented limit of symbol-less cancels.")
+"""Not gated (opt-in): what ``no_symbol`` finds."""
 FULL = Profile()
 GATED = Profile(faults=DEFAULT_FAULTS - frozenset(OPEN))
 UNFENCED = Profile(faults=DEFAULT_FAULTS | {"unfenced"})
