@@ -73,3 +73,40 @@ async def test_a_tombstoned_copy_looks_its_order_up_before_refusing() -> None:
     assert await handle(fresh, deps_b, Delivery()) == ACK
     assert [type(e).__name__ for e in pub_b.events if e.command_id == fresh.command_id] == [
         "OrderRejected"]
+
+
+async def test_a_deferred_cancel_copy_leaves_a_tombstone_before_it_goes() -> None:
+    """Review of the deferral: the cancel ran before its PlaceOrder (queued behind it),
+    its first handling promised "it will not be placed later" and died; a copy deferred
+    without a tombstone let the PlaceOrder overtake it and be placed."""
+    deps, pub, paper = make()
+    target = place()
+    cxl = cancel(target.command_id, symbol=None)
+    assert await handle(cxl, deps, Delivery(redelivered=True)) == DEFER
+    assert [r.phase for r in pub.records] == ["tombstone"] and not pub.events
+    assert await handle(target, deps, Delivery()) == ACK  # it overtakes the deferred copy
+    assert [type(e).__name__ for e in pub.events if e.command_id == target.command_id] == [
+        "OrderRejected"]
+    assert paper.created == 0
+
+
+async def test_a_tombstoned_copy_that_cannot_look_keeps_the_refusal() -> None:
+    """A tombstoned PlaceOrder copy whose lookups fail sent no create: it repeats the
+    tombstone's refusal instead of going pending (and later not_placed, a second,
+    different outcome)."""
+    from tests.unit.test_outcome_once import Unreachable
+    from worker.lab.testing import StaticExchanges
+
+    deps0, pub, paper = make()
+    outage = Unreachable(paper)
+    exchanges = StaticExchanges({"paper": outage})  # type: ignore[dict-item]
+    deps = Deps(deps0.settings, exchanges, pub, deps0.metrics,
+                Tracker(deps0.settings, exchanges, pub, deps0.metrics))
+    target = place()
+    outage.down = False
+    await handle(cancel(target.command_id), deps, Delivery())  # not found: tombstone
+    outage.down = True
+    assert await handle(target, deps, Delivery(redelivered=True, attempt=2)) == ACK
+    assert [type(e).__name__ for e in pub.events if e.command_id == target.command_id] == [
+        "OrderRejected"]
+    assert not [r for r in pub.records if r.phase == "pending"] and paper.created == 0

@@ -154,7 +154,8 @@ class CommandConsumer:
             headers: dict[str, int] = {DEFER_HEADER: delivery.deferrals + 1}
             if delivery.published_attempt > 1:
                 headers[REPUBLISH_HEADER] = delivery.published_attempt
-            await self.publisher.defer(message.body, delivery.shard, headers)
+            await self.publisher.defer(message.body, delivery.shard, headers,
+                                       message.message_id)
         await _settle(message, outcome)
 
     async def _reject_malformed(self, message: AbstractIncomingMessage, bad: Malformed) -> None:

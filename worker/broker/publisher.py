@@ -150,14 +150,15 @@ class RabbitPublisher:
             for e in events:
                 self._metrics.on_event(event_kind(e), getattr(e, "reason", None))
 
-    async def defer(self, body: bytes, shard: int, headers: dict[str, int]) -> None:
+    async def defer(self, body: bytes, shard: int, headers: dict[str, int],
+                    message_id: str | None = None) -> None:
         """Send a command round ``shard``'s carousel: its wait queue holds it for a cycle,
         then it joins the shard queue behind every tracking record on its way now."""
         names, tracks = self._names, self._tracks
         if names is None or tracks is None:
             raise RuntimeError("this publisher has no tracking queues")
         message = aio_pika.Message(body, delivery_mode=PERSISTENT, headers=dict(headers),
-                                   content_type="application/json")
+                                   content_type="application/json", message_id=message_id)
         await self._with_reconnect("deferred command", lambda: tracks.publish(
             message, names.track_queue(shard), mandatory=True, timeout=self._timeout))
 

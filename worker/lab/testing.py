@@ -34,7 +34,8 @@ class FakePublisher:
         self.events.extend(events)
         self.records.extend(records)
 
-    async def defer(self, body: bytes, shard: int, headers: dict[str, int]) -> None:
+    async def defer(self, body: bytes, shard: int, headers: dict[str, int],
+                    message_id: str | None = None) -> None:
         self.deferred.append((body, shard, headers))
 
     def kinds(self) -> list[str]:

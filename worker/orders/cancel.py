@@ -23,8 +23,9 @@ handling remembered, or the target's record, may still be behind the shard's com
 backlog on a worker that just took the shard over (chaos: 2-3 cancels per 3000-order run
 got a second outcome). Deferred, a confirmed copy goes round the shard's carousel and
 comes back, as a redelivery, behind every record on its way now; at most
-``MAX_DEFERRALS`` times, then it decides. The account's later commands may overtake it
-meanwhile; they concern other orders.
+``MAX_DEFERRALS`` times, then it decides. It leaves a tombstone (without an outcome)
+before it goes: the account's later commands may overtake it meanwhile, the target's own
+PlaceOrder among them, which the first handling may have promised never to place.
 
 Fencing "not found" (issue 10 #2). A partitioned worker's cancel handler can outlive its
 hold on the command: resumed after the broker redelivered the shard's commands, its
@@ -173,13 +174,6 @@ async def handle_cancel(cmd: CancelOrder, deps: Deps, delivery: Delivery) -> Out
                 # lost its connection) with it: "absent" holds only after the settle window
                 await asyncio.sleep(wait)
                 state = await _lookup(deps, exchange, symbol, target_cid)
-            if state is None and symbol is None and copy \
-                    and delivery.deferrals < MAX_DEFERRALS:
-                # see the module docstring: without a symbol only open orders are seen
-                deps.metrics.reconciliations.labels("cancel_deferred").inc()
-                log.info("cancel copy found no open target, deferring it",
-                         extra={"client_order_id": target_cid, "deferrals": delivery.deferrals})
-                return DEFER
             if state is None:
                 looked = time.monotonic()
                 try:  # see the module docstring: absent only while we hold the shard
@@ -187,6 +181,8 @@ async def handle_cancel(cmd: CancelOrder, deps: Deps, delivery: Delivery) -> Out
                 except FenceLost as exc:
                     log.warning("lost hold of the cancel, leaving it to the broker: %s", exc)
                     return RETRY
+                if symbol is None and copy and delivery.deferrals < MAX_DEFERRALS:
+                    return await _defer(deps, entry, target, delivery)
                 log.info("cancel target unknown", extra={"client_order_id": target_cid,
                                                          "shard": delivery.shard,
                                                          "waited_s": cold})
@@ -212,6 +208,21 @@ async def _find_open(deps: Deps, exchange: Exchange, cid: str) -> OrderState | N
                                    partial(exchange.get_open_orders, None),
                                    deps.metrics.on_retry)
     return next((o for o in listed if o.client_order_id == cid), None)
+
+
+async def _defer(deps: Deps, entry: Entry | None, target: OrderRef,
+                 delivery: Delivery) -> Outcome:
+    """See the module docstring. The tombstone goes down first, without an outcome: the
+    first handling may have promised "it will not be placed later", and the target's
+    PlaceOrder may be queued behind this cancel."""
+    if entry is None:
+        entry = deps.tracker.add(Entry(ref=target, phase="tombstone",
+                                       expires_at=time.time() + keep_s(deps.settings)))
+        await deps.tracker.persist([entry])
+    deps.metrics.reconciliations.labels("cancel_deferred").inc()
+    log.info("cancel copy found no open target, deferring it", extra={
+        "client_order_id": target.client_order_id, "deferrals": delivery.deferrals})
+    return DEFER
 
 
 async def _tombstone(deps: Deps, cmd: CancelOrder, cancel: OrderRef,

@@ -81,6 +81,11 @@ class CanceledBeforePlacement(CommandError):
     reason = RejectReason.CANCELED_BEFORE_PLACEMENT
 
 
+class LookupAmbiguous(AmbiguousOrderState):
+    """Before any create of this delivery: the lookup could not tell whether an earlier
+    holder or copy placed the order."""
+
+
 class LookupUnavailable(TransientError):
     """The lookup by client order id failed: whether a copy of the command (or an
     earlier holder) placed the order is unknown."""
@@ -135,7 +140,7 @@ async def _lookup(deps: Deps, exchange: Exchange, cmd: PlaceOrder, delivery: Del
             return None
         wait = trust_at - time.monotonic()
         if wait > deps.settings.intake_budget_s:  # e.g. a long recvWindow: never hold a
-            raise AmbiguousOrderState(           # message that long; the tracker decides
+            raise LookupAmbiguous(               # message that long; the tracker decides
                 f"redelivered and not found; absence is known only in {wait:.0f}s")
         if wait > 0:
             await asyncio.sleep(wait)
@@ -169,7 +174,7 @@ async def _place(deps: Deps, cmd: PlaceOrder, order: ValidOrder, delivery: Deliv
             # of this command (a strategy may publish one twice), may have created it, so
             # this is no refusal; the tracker finds out and alerts while it cannot look
             # (issue 10 #7). Other refusals of a first delivery (an unknown symbol) stand.
-            raise AmbiguousOrderState(f"lookup refused: {exc}") from exc
+            raise LookupAmbiguous(f"lookup refused: {exc}") from exc
         raise
     if state is not None:
         deps.metrics.reconciliations.labels("adopted").inc()
@@ -226,12 +231,14 @@ async def handle_place(cmd: PlaceOrder, deps: Deps, delivery: Delivery) -> Outco
     async with delivery.turn:
         known = tracker.get(cid)
         copy = delivery.redelivered or delivery.attempt > 1 or delivery.published_attempt > 1
-        if tombstoned(known) and not copy:
+        behind_tombstone = tombstoned(known)
+        if behind_tombstone and not copy:
             await _reject(deps, ref, order, RejectReason.CANCELED_BEFORE_PLACEMENT, TOMBSTONED)
             return ACK
         # a tombstoned copy looks the order up first (below): an earlier holder may have
         # placed it before the cancel ran (a cancel without a symbol sees only open
-        # orders), and then its outcome is the order's, not a refusal
+        # orders), and then its outcome is the order's, not a refusal. It never creates:
+        # the tombstone is checked again before any create.
         if known is not None and decided(known):
             # a copy of a command whose order (or its doubt) the tracker owns, or whose
             # outcome is published (confirmed) already: a lookup could miss the order
@@ -246,6 +253,11 @@ async def handle_place(cmd: PlaceOrder, deps: Deps, delivery: Delivery) -> Outco
                 state = await _place(deps, cmd, order, delivery, exchange, ref)
                 break
             except AmbiguousOrderState as exc:
+                if behind_tombstone and isinstance(exc, LookupAmbiguous):
+                    # no create was sent: the tombstone's refusal stands, as before
+                    await _reject(deps, ref, order, RejectReason.CANCELED_BEFORE_PLACEMENT,
+                                  TOMBSTONED)
+                    return ACK
                 return await _hand_over(deps, cmd, ref, exc)
             except AlreadyDecided:
                 now_known = tracker.get(cid)
@@ -268,6 +280,10 @@ async def handle_place(cmd: PlaceOrder, deps: Deps, delivery: Delivery) -> Outco
                 # from this delivery. But an earlier copy or holder of the command may have
                 # created it: if we could not look, only the tracker may decide.
                 if time.monotonic() + _delay(policy, attempt, exc) > give_up_at:
+                    if behind_tombstone and isinstance(exc, LookupUnavailable):
+                        await _reject(deps, ref, order, RejectReason.CANCELED_BEFORE_PLACEMENT,
+                                      TOMBSTONED)
+                        return ACK
                     if isinstance(exc, LookupUnavailable) or delivery.redelivered \
                             or delivery.attempt > 1:
                         return await _hand_over(deps, cmd, ref, exc)

@@ -203,7 +203,8 @@ class SimPublisher:
         w.store(self.worker, events, records)
         await w.port_done(n)
 
-    async def defer(self, body: bytes, shard: int, headers: dict[str, int]) -> None:
+    async def defer(self, body: bytes, shard: int, headers: dict[str, int],
+                    message_id: str | None = None) -> None:
         w = self.world
         n = await w.port_call("publish")
         await asyncio.sleep(w.latency())

@@ -85,9 +85,9 @@ class Schedule:
     lookup_lag_s: float = 0.0
     p_publish_fail: float = 0.0
     record_lag: float = 0.0
-    cancel_without_symbol: bool = False
     """Cycles by which the tracking records come round late, as behind a command backlog
     (constant, so they keep their order)."""
+    cancel_without_symbol: bool = False
 
     def describe(self) -> str:
         lines = [f"seed {self.seed}"]
