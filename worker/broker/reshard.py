@@ -19,7 +19,10 @@ the same command again; every worker refuses to start until the last phase is do
 An account's messages were in one old queue and are moved in order, so its commands
 keep their order. A crash between a confirmed publish and its ack can duplicate a
 message: commands are idempotent (client order id) and spare tracking records are
-dropped by the tracker.
+dropped by the tracker. A deferred command found in a tracking queue (a cancel copy
+waiting behind the records, worker.orders.cancel) goes through ``<p>.commands`` like any
+command, headers kept: it may now arrive before the records it waited for, and decides
+on what its worker knows once its deferrals are used up.
 """
 
 from __future__ import annotations

@@ -3,7 +3,8 @@
     <p>.commands  (direct) --"<k>/<shards>"--> <p>.commands.<k>  quorum, single-active-consumer,
     <p>.tracking  (direct) --"<k>"--------->  (same queue)      delivery-limit, DLX -> <p>.dlx
     <p>.track.<shard>  quorum wait queue: message TTL = track cycle, dead-letters
-                       (at-least-once) via <p>.tracking back into <p>.commands.<shard>
+                       (at-least-once) via <p>.tracking back into <p>.commands.<shard>;
+                       holds tracking records and deferred commands (x-ow-deferred)
     <p>.events    (topic)  --"order.#"--> <p>.events.audit     quorum (events are never unroutable)
     <p>.dlx       (fanout) -------------> <p>.dead             quorum (poison + given-up commands)
                            -------------> <p>.dead.watch       quorum, single-active-consumer:
