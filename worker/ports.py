@@ -105,6 +105,16 @@ class Delivery:
     fence: Fence = field(default_factory=_Unfenced)
     """Proves the worker still holds this delivery before a create is sent."""
 
+    @property
+    def redelivery(self) -> bool:
+        """An earlier holder of this message may have acted on it."""
+        return self.redelivered or self.attempt > 1
+
+    @property
+    def copy(self) -> bool:
+        """A redelivery, or a command its client sent again: it may be decided already."""
+        return self.redelivery or self.published_attempt > 1
+
 
 @dataclass(frozen=True)
 class Deps:

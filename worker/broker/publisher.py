@@ -124,11 +124,14 @@ class RabbitPublisher:
     async def _with_reconnect(self, what: str, send: Callable[[], Awaitable[object]]) -> None:
         await send_with_reconnect(what, send, self._republish_s, self._events)
 
+    def _tracking(self) -> tuple[Names, AbstractExchange]:
+        if self._names is None or self._tracks is None:
+            raise RuntimeError("this publisher has no tracking queues")
+        return self._names, self._tracks
+
     async def publish(self, events: Sequence[Event],
                       records: Sequence[TrackOrder] = ()) -> None:
-        names, tracks = self._names, self._tracks
-        if records and (names is None or tracks is None):
-            raise RuntimeError("this publisher has no tracking queues")
+        names, tracks = self._tracking() if records else (self._names, self._tracks)
 
         async def send() -> None:
             sends = [publish_bytes(self._events, encode_event(e),
@@ -154,9 +157,7 @@ class RabbitPublisher:
                     message_id: str | None = None) -> None:
         """Send a command round ``shard``'s carousel: its wait queue holds it for a cycle,
         then it joins the shard queue behind every tracking record on its way now."""
-        names, tracks = self._names, self._tracks
-        if names is None or tracks is None:
-            raise RuntimeError("this publisher has no tracking queues")
+        names, tracks = self._tracking()
         message = aio_pika.Message(body, delivery_mode=PERSISTENT, headers=dict(headers),
                                    content_type="application/json", message_id=message_id)
         await self._with_reconnect("deferred command", lambda: tracks.publish(

@@ -141,7 +141,7 @@ async def _cancel_entry(deps: Deps, cancel: OrderRef | None, entry: Entry,
 async def handle_cancel(cmd: CancelOrder, deps: Deps, delivery: Delivery) -> Outcome:
     tracker = deps.tracker
     target_cid = client_order_id(cmd.account, cmd.target_command_id)
-    copy = delivery.redelivered or delivery.attempt > 1 or delivery.published_attempt > 1
+    copy = delivery.copy
     async with delivery.turn:
         entry = tracker.get(target_cid)
         cold = tracker.warmth.warm_in(delivery.shard)

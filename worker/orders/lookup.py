@@ -72,7 +72,7 @@ def needs_lookup(cid: str, created_at: datetime, delivery: Delivery, seen: SeenC
     None for a first attempt (create directly). ``always``: the operator's choice."""
     if always:
         return "always"
-    if delivery.redelivered or delivery.attempt > 1:
+    if delivery.redelivery:
         return "redelivered"
     if delivery.published_attempt > 1:
         return "republished"

@@ -111,6 +111,11 @@ async def _reject(deps: Deps, ref: OrderRef, order: ValidOrder | None, reason: R
     deps.metrics.outcomes.labels("rejected" if kind is OrderRejected else "failed").inc()
 
 
+async def _refuse_tombstoned(deps: Deps, ref: OrderRef, order: ValidOrder) -> Outcome:
+    await _reject(deps, ref, order, RejectReason.CANCELED_BEFORE_PLACEMENT, TOMBSTONED)
+    return ACK
+
+
 def _pending(cmd: PlaceOrder, ref: OrderRef, sent_before: float) -> Entry:
     return Entry(ref=ref, phase="pending", side=cmd.side, type=cmd.type, amount=cmd.amount,
                  price=cmd.price, time_in_force=cmd.time_in_force, sent_before=sent_before,
@@ -122,8 +127,7 @@ async def _lookup(deps: Deps, exchange: Exchange, cmd: PlaceOrder, delivery: Del
     looked_at = time.monotonic()
     state = await find(deps, exchange, cmd.symbol, cid)
     sent_here = deps.tracker.creates.last(cid)
-    if state is None and (delivery.redelivered or delivery.attempt > 1
-                          or sent_here is not None):
+    if state is None and (delivery.redelivery or sent_here is not None):
         # The previous holder of this command may have died, or may still be alive behind
         # a dead connection, with a create on the wire. Both act only before this
         # redelivery arrived + fence_s; once the exchange's settle window has passed
@@ -133,7 +137,7 @@ async def _lookup(deps: Deps, exchange: Exchange, cmd: PlaceOrder, delivery: Del
         # wait together: a lookup that began after that moment (the copy waited for its
         # turn meanwhile) is trusted as it is.
         since = [sent_here] if sent_here is not None else []
-        if delivery.redelivered or delivery.attempt > 1:
+        if delivery.redelivery:
             since.append(delivery.received_at + deps.settings.fence_s)
         trust_at = max(since) + exchange.settle_s
         if looked_at >= trust_at:
@@ -169,7 +173,7 @@ async def _place(deps: Deps, cmd: PlaceOrder, order: ValidOrder, delivery: Deliv
     except TransientError as exc:
         raise LookupUnavailable(str(exc)) from exc
     except PermanentError as exc:
-        if delivery.redelivered or delivery.attempt > 1 or isinstance(exc, AuthError):
+        if delivery.redelivery or isinstance(exc, AuthError):
             # e.g. the key lost its read permission: an earlier holder, or an earlier copy
             # of this command (a strategy may publish one twice), may have created it, so
             # this is no refusal; the tracker finds out and alerts while it cannot look
@@ -230,11 +234,9 @@ async def handle_place(cmd: PlaceOrder, deps: Deps, delivery: Delivery) -> Outco
     give_up_at = time.monotonic() + settings.intake_budget_s
     async with delivery.turn:
         known = tracker.get(cid)
-        copy = delivery.redelivered or delivery.attempt > 1 or delivery.published_attempt > 1
         behind_tombstone = tombstoned(known)
-        if behind_tombstone and not copy:
-            await _reject(deps, ref, order, RejectReason.CANCELED_BEFORE_PLACEMENT, TOMBSTONED)
-            return ACK
+        if behind_tombstone and not delivery.copy:
+            return await _refuse_tombstoned(deps, ref, order)
         # a tombstoned copy looks the order up first (below): an earlier holder may have
         # placed it before the cancel ran (a cancel without a symbol sees only open
         # orders), and then its outcome is the order's, not a refusal. It never creates:
@@ -255,9 +257,7 @@ async def handle_place(cmd: PlaceOrder, deps: Deps, delivery: Delivery) -> Outco
             except AmbiguousOrderState as exc:
                 if behind_tombstone and isinstance(exc, LookupAmbiguous):
                     # no create was sent: the tombstone's refusal stands, as before
-                    await _reject(deps, ref, order, RejectReason.CANCELED_BEFORE_PLACEMENT,
-                                  TOMBSTONED)
-                    return ACK
+                    return await _refuse_tombstoned(deps, ref, order)
                 return await _hand_over(deps, cmd, ref, exc)
             except AlreadyDecided:
                 now_known = tracker.get(cid)
@@ -281,11 +281,8 @@ async def handle_place(cmd: PlaceOrder, deps: Deps, delivery: Delivery) -> Outco
                 # created it: if we could not look, only the tracker may decide.
                 if time.monotonic() + _delay(policy, attempt, exc) > give_up_at:
                     if behind_tombstone and isinstance(exc, LookupUnavailable):
-                        await _reject(deps, ref, order, RejectReason.CANCELED_BEFORE_PLACEMENT,
-                                      TOMBSTONED)
-                        return ACK
-                    if isinstance(exc, LookupUnavailable) or delivery.redelivered \
-                            or delivery.attempt > 1:
+                        return await _refuse_tombstoned(deps, ref, order)
+                    if isinstance(exc, LookupUnavailable) or delivery.redelivery:
                         return await _hand_over(deps, cmd, ref, exc)
                     await _reject(deps, ref, order, exc.reason,
                                   f"gave up after {settings.intake_budget_s:.0f}s: {exc}",
