@@ -7,11 +7,11 @@ from __future__ import annotations
 
 from schemas import CancelDone
 from tests.conftest import cancel, place
-from tests.unit.test_handlers import make
+from tests.unit.test_handlers import another_worker, make
+from worker.lab.testing import FakePublisher
 from worker.orders import cancel as cancel_mod
 from worker.orders.handlers import handle
-from worker.orders.tracker import Tracker
-from worker.ports import ACK, DEFER, Delivery, Deps
+from worker.ports import ACK, DEFER, Delivery
 
 
 async def test_a_cancel_copy_without_symbol_goes_round_and_repeats_its_outcome() -> None:
@@ -24,9 +24,9 @@ async def test_a_cancel_copy_without_symbol_goes_round_and_repeats_its_outcome()
     assert isinstance(first, CancelDone) and first.order_status == "canceled"
     # B took the shard over; A's records (the order's, the cancel's remembered outcome)
     # are still behind the backlog
-    deps_b_, pub_b, _ = make()
-    tracker_b = Tracker(deps_b_.settings, deps_a.exchanges, pub_b, deps_b_.metrics)
-    deps_b = Deps(deps_b_.settings, deps_a.exchanges, pub_b, deps_b_.metrics, tracker_b)
+    pub_b = FakePublisher()
+    deps_b = another_worker(deps_a, deps_a.exchanges, pub_b)
+    tracker_b = deps_b.tracker
     copy = Delivery(redelivered=True, attempt=2)
     assert await handle(cxl, deps_b, copy) == DEFER  # before: cancel_rejected(not_found)
     assert not pub_b.events
@@ -57,9 +57,8 @@ async def test_a_tombstoned_copy_looks_its_order_up_before_refusing() -> None:
     tombstone; the PlaceOrder's copy was refused (canceled_before_placement) although it
     had filled: two outcomes. Now a tombstoned copy looks the order up first."""
     deps_a, pub_a, _ = make()
-    deps_b_, pub_b, _ = make()
-    tracker_b = Tracker(deps_b_.settings, deps_a.exchanges, pub_b, deps_b_.metrics)
-    deps_b = Deps(deps_b_.settings, deps_a.exchanges, pub_b, deps_b_.metrics, tracker_b)
+    pub_b = FakePublisher()
+    deps_b = another_worker(deps_a, deps_a.exchanges, pub_b)
     order = place()
     await handle(order, deps_a, Delivery())
     filled = [e.event_id for e in pub_a.events if e.command_id == order.command_id]
@@ -100,8 +99,7 @@ async def test_a_tombstoned_copy_that_cannot_look_keeps_the_refusal() -> None:
     deps0, pub, paper = make()
     outage = Unreachable(paper)
     exchanges = StaticExchanges({"paper": outage})  # type: ignore[dict-item]
-    deps = Deps(deps0.settings, exchanges, pub, deps0.metrics,
-                Tracker(deps0.settings, exchanges, pub, deps0.metrics))
+    deps = another_worker(deps0, exchanges, pub)
     target = place()
     outage.down = False
     await handle(cancel(target.command_id), deps, Delivery())  # not found: tombstone

@@ -20,7 +20,7 @@ from worker.lab.testing import FakePublisher, StaticExchanges
 from worker.metrics import Metrics
 from worker.orders.handlers import handle
 from worker.orders.tracker import Tracker
-from worker.ports import Delivery, Deps
+from worker.ports import Delivery, Deps, EventPublisher, ExchangeProvider
 from worker.settings import ExchangeConfig, load_settings
 
 FAST = {"OW_TRACK_POLL_S": "0.02", "OW_TRACK_CYCLE_S": "0.5", "OW_RETRY_INITIAL_S": "0.001",
@@ -37,6 +37,13 @@ def make(fill_ratio: str = "1", **env: str) -> tuple[Deps, FakePublisher, Script
     metrics = Metrics()
     tracker = Tracker(settings, exchanges, pub, metrics)
     return Deps(settings, exchanges, pub, metrics, tracker), pub, paper
+
+
+def another_worker(deps: Deps, exchanges: ExchangeProvider, pub: EventPublisher) -> Deps:
+    """A second worker: ``deps``' settings and metrics, its own publisher and a fresh
+    tracker, both over ``exchanges``."""
+    return Deps(deps.settings, exchanges, pub, deps.metrics,
+                Tracker(deps.settings, exchanges, pub, deps.metrics))
 
 
 async def until(pub: FakePublisher, pred: Callable[[list[Event]], bool],

@@ -13,7 +13,7 @@ from schemas import Event, RejectReason, client_order_id
 from schemas.tracking import TrackOrder
 from tests.conftest import cancel, place
 from tests.unit.test_fencing import FakeChannel, FakeMessage
-from tests.unit.test_handlers import kinds_of, make
+from tests.unit.test_handlers import another_worker, kinds_of, make
 from worker.broker.fence import BrokerFences
 from worker.errors import TransientError
 from worker.lab.testing import FakePublisher, StaticExchanges
@@ -148,8 +148,7 @@ async def test_a_zombie_cancel_publishes_no_not_found() -> None:
     deps_b, _, paper = make()
     pub_a = FakePublisher()
     slow = StaticExchanges({"paper": LateAnswer(paper, 0.3)})  # type: ignore[dict-item]
-    deps_a = Deps(deps_b.settings, slow, pub_a, deps_b.metrics,
-                  Tracker(deps_b.settings, slow, pub_a, deps_b.metrics))
+    deps_a = another_worker(deps_b, slow, pub_a)
     fences = BrokerFences(prefetch=32, timeout_s=1.0)
     chan_a = FakeChannel()
     target = place(type="limit", price="50000")
