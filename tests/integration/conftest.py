@@ -13,6 +13,7 @@ import pytest
 
 from tests.exchange.conftest import KEY, SECRET
 from tests.integration.harness import Harness, harness
+from worker.lab.chaos import heal_dead_letter_supervisor
 from worker.lab.sim.binance import BinanceSim
 
 
@@ -20,6 +21,18 @@ def local_node(url: str) -> bool:
     """The broker at ``url`` is one local node this machine's rabbitmqctl can restart."""
     return shutil.which("rabbitmqctl") is not None and "," not in url and (
         "127.0.0.1" in url or "localhost" in url)
+
+
+@pytest.fixture(autouse=True)
+async def _dead_letter_supervisor_alive(request: pytest.FixtureRequest) -> None:
+    """Before each test that restarts its broker: the previous one restarted the node and
+    then deleted its topology, which can leave the broker unable to declare track queues
+    (worker.lab.chaos.heal_dead_letter_supervisor); workers would then fail to start."""
+    if request.node.get_closest_marker("restarts_broker") is None:
+        return
+    url = request.getfixturevalue("amqp_url")
+    if local_node(url) and await heal_dead_letter_supervisor():
+        print("the broker's dead-letter supervisor was dead; restarted it")
 
 
 PG_ADMIN = "postgresql://postgres@127.0.0.1:5432/postgres"

@@ -11,6 +11,7 @@ import sys
 import time
 from collections import Counter
 from collections.abc import AsyncIterator, Callable
+from pathlib import Path
 
 import aiohttp
 import pytest
@@ -74,11 +75,12 @@ async def _move_price(sim_url: str, symbol: str, price: str) -> None:
 class Workers:
     """``python -m worker run`` subprocesses on one prefix, trading on the simulator."""
 
-    def __init__(self, amqp_url: str, prefix: str, sim_url: str) -> None:
+    def __init__(self, amqp_url: str, prefix: str, sim_url: str, log_dir: Path) -> None:
+        self.log_dir = log_dir
         self.env = dict(os.environ, AMQP_URL=amqp_url, OW_PREFIX=prefix, OW_SHARDS="4",
                         OW_STANDBY_DELAY_S="1", OW_TRACK_POLL_S="0.1", OW_TRACK_CYCLE_S="2",
                         OW_RETRY_INITIAL_S="0.05", OW_RETRY_MAX_TOTAL_S="5",
-                        OW_RECONCILE_DELAY_S="0.1", OW_LOG_LEVEL="ERROR",
+                        OW_RECONCILE_DELAY_S="0.1", OW_LOG_LEVEL="WARNING",
                         OW_SHUTDOWN_GRACE_S="5", OW_WORKER_COUNT="2",
                         OW_EXCHANGES=_exchanges(sim_url),
                         OW_CRED_ACCT1_BINANCE_API_KEY=KEY, OW_CRED_ACCT1_BINANCE_SECRET=SECRET)
@@ -86,11 +88,21 @@ class Workers:
         self.procs: list[asyncio.subprocess.Process] = []
 
     async def start(self, index: int) -> asyncio.subprocess.Process:
-        proc = await asyncio.create_subprocess_exec(
-            sys.executable, "-m", "worker", "run", env=dict(self.env, OW_WORKER_INDEX=str(index)),
-            stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.DEVNULL)
+        path = self.log_dir / f"worker-{len(self.procs)}-{index}.log"
+        with path.open("wb") as out:  # a local file, before the process starts
+            proc = await asyncio.create_subprocess_exec(
+                sys.executable, "-m", "worker", "run",
+                env=dict(self.env, OW_WORKER_INDEX=str(index)),
+                stdout=out, stderr=asyncio.subprocess.STDOUT)
         self.procs.append(proc)
         return proc
+
+    def print_logs(self) -> None:
+        """Each worker's exit code and log tail (pytest shows them when the test fails)."""
+        for i, p in enumerate(self.procs):
+            for path in self.log_dir.glob(f"worker-{i}-*.log"):
+                tail = path.read_text(errors="replace")[-3000:]
+                print(f"--- {path.name} (rc {p.returncode}):\n{tail}")
 
     async def stop(self) -> None:
         for p in self.procs:
@@ -114,14 +126,14 @@ async def _kill(proc: asyncio.subprocess.Process) -> None:
 
 @pytest.mark.restarts_broker
 async def test_resting_order_survives_kill_broker_restart_and_two_failovers(
-        amqp_url: str) -> None:
+        amqp_url: str, tmp_path: Path) -> None:
     if not local_node(amqp_url):
         pytest.skip("restarts the broker node: needs a local node and rabbitmqctl")
     started = time.monotonic()
     sim = BinanceSim({KEY: SECRET})
     sim_url = await sim.start()
     async with harness(amqp_url) as h:  # the prefix, and the topology deleted at the end
-        workers = Workers(amqp_url, h.prefix, sim_url)
+        workers = Workers(amqp_url, h.prefix, sim_url, tmp_path)
         log = AuditLog(amqp_url, h.prefix)
         try:
             w0, w1 = await workers.start(0), await workers.start(1)
@@ -161,6 +173,7 @@ async def test_resting_order_survives_kill_broker_restart_and_two_failovers(
                 await asyncio.sleep(2 * 2)  # two more cycles: any duplicate state would show
         finally:
             await workers.stop()
+            workers.print_logs()
             await log.stop()
             await sim.stop()
     kinds_a = log.kinds_of(a.command_id)

@@ -250,6 +250,22 @@ async def restart_broker() -> None:
         await asyncio.sleep(1)
 
 
+async def heal_dead_letter_supervisor() -> bool:
+    """RabbitMQ 3.10: deleting a quorum queue with at-least-once dead-lettering just as its
+    dead-letter worker starts (right after a node restart, say) can kill
+    ``rabbit_fifo_dlx_sup`` for good; every such queue declared afterwards fails with
+    INTERNAL_ERROR. Restart it on the local node if it is dead; True if it was."""
+    proc = await asyncio.create_subprocess_exec(
+        "rabbitmqctl", "-q", "eval", "whereis(rabbit_fifo_dlx_sup).",
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.DEVNULL)
+    out, _ = await proc.communicate()
+    if out.strip() != b"undefined":
+        return False
+    await _run("rabbitmqctl", "-q", "eval",
+               "supervisor:restart_child(rabbit_sup, rabbit_fifo_dlx_sup).")
+    return True
+
+
 async def _registered() -> bool:
     """Whether the node (``RABBITMQ_NODENAME``, default ``rabbit``) is still in epmd."""
     name = os.environ.get("RABBITMQ_NODENAME", "rabbit").split("@")[0]
