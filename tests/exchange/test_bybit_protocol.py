@@ -87,3 +87,12 @@ async def test_filters_and_funds_answer_bybit_codes(call: Any, category: str,
                                                     params: dict[str, str], code: int) -> None:
     status, body = await call("POST", "/v5/order/create", order(category, **params))
     assert status == 200 and body["retCode"] == code
+
+
+async def test_tickers_symbol_is_optional(call: Any) -> None:
+    """Documented: without ``symbol`` /v5/market/tickers lists the whole category (ccxt's
+    fetch_tickers of several symbols, which the risk check's batched prices use)."""
+    _, every = await call("GET", "/v5/market/tickers", {"category": "spot"})
+    assert every["retCode"] == 0 and len(every["result"]["list"]) > 1
+    _, one = await call("GET", "/v5/market/tickers", {"category": "spot", "symbol": "BTCUSDT"})
+    assert [t["symbol"] for t in one["result"]["list"]] == ["BTCUSDT"]

@@ -37,6 +37,12 @@ def _cmd(n: int, **kw: object) -> PlaceOrder:
     return PlaceOrder(**{**base, **kw})  # type: ignore[arg-type]
 
 
+EXPECTED = {"demo-1": "order_filled", "demo-2": "order_filled", "demo-3": "order_filled",
+            "demo-4": "order_canceled", "demo-5": "order_rejected", "demo-6": "order_canceled",
+            "demo-7": "cancel_done", "demo-8": "order_rejected"}
+"""The outcome each sample command must end with (the demo fails otherwise)."""
+
+
 def samples() -> list[tuple[str, Command | bytes]]:
     now = datetime.now(UTC)
     return [
@@ -123,24 +129,27 @@ async def run(exchanges: dict[str, object], credentials: dict[str, str]) -> int:
             ids.append("demo-8")
             print("\nevents (as published by the worker, confirmed by RabbitMQ):")
             deadline = time.monotonic() + 60
-            done: set[str] = set()
-            while not set(ids) <= done and time.monotonic() < deadline:
+            done: dict[str, str] = {}
+            while not set(ids) <= done.keys() and time.monotonic() < deadline:
                 try:
                     e = await asyncio.wait_for(stream.get(), 1.0)
                 except TimeoutError:
                     continue
                 print(_line(e))
                 if e.sequence >= 1_000_001:
-                    done.add(e.command_id)
+                    done[e.command_id] = event_kind(e)
             missing = [i for i in ids if i not in done]
             print(f"\n{len(done)} commands reached their outcome; missing: {missing or 'none'}")
+            wrong = {i: k for i, k in done.items() if EXPECTED.get(i) not in (None, k)}
+            for i, k in wrong.items():
+                print(f"NOT AS EXPECTED: {i} ended {k}, expected {EXPECTED[i]}")
             await show_dead_letters(client)
             worker.send_signal(signal.SIGTERM)
             code = await asyncio.wait_for(worker.wait(), 40)
             print(f"worker stopped on SIGTERM (exit {code})")
             assert client._channel is not None
             await delete(client._channel, client.names)
-        return 1 if missing or code != 0 else 0
+        return 1 if missing or wrong or code != 0 else 0
     finally:
         if worker.returncode is None:
             worker.kill()

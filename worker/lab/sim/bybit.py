@@ -180,9 +180,11 @@ class BybitSim(SimServer):
     async def tickers(self, request: web.Request) -> web.Response:
         category = request.query.get("category")
         book = self._any_book(category)
-        symbol = OrderDesk.symbol(book, request.query.get("symbol"))
+        market_id = request.query.get("symbol")  # optional: without it, every symbol
+        symbols = list(book._books) if market_id is None else [
+            OrderDesk.symbol(book, market_id)]
         return self._ok({"category": category, "list": [
-            bj.ticker(category or "", symbol, await book.get_ticker_price(symbol))]})
+            bj.ticker(category or "", s, await book.get_ticker_price(s)) for s in symbols]})
 
     async def kline(self, request: web.Request) -> web.Response:
         category = request.query.get("category")
