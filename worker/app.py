@@ -22,7 +22,12 @@ import contextlib
 import logging
 
 from aio_pika.abc import AbstractIncomingMessage, AbstractQueue, AbstractRobustConnection
-from aiormq.exceptions import AMQPChannelError, AMQPConnectionError, ChannelInvalidStateError
+from aiormq.exceptions import (
+    AMQPChannelError,
+    AMQPConnectionError,
+    ChannelInvalidStateError,
+    ConnectionInternalError,
+)
 
 from worker.broker.connect import connect_robust
 from worker.broker.consumer import CommandConsumer
@@ -45,6 +50,14 @@ from worker.ports import Deps, ExchangeProvider
 from worker.settings import Settings
 
 log = logging.getLogger(__name__)
+
+BROKER_INTERNAL_ERROR = (
+    "the broker failed to declare the worker's queues ({exc!r}). On RabbitMQ 3.10 this is "
+    "usually its dead-lettering supervisor, killed when a quorum queue with at-least-once "
+    "dead-lettering was deleted as the node started. Restart the node (queues declared "
+    "while it was dead stay down until then) and check the broker's log; `rabbitmqctl eval "
+    "'supervisor:restart_child(rabbit_sup, rabbit_fifo_dlx_sup).'` heals it for queues "
+    "declared afterwards")
 
 
 class Worker:
@@ -81,14 +94,18 @@ class Worker:
                 why := mismatch(recorded, s.shards, "this worker")):
             await self.connection.close()
             raise TopologyError(why)
-        topo = await declare(pub, self.names, s.delivery_limit, s.quorum_group_size)
-        contract = Contract(prefix=s.prefix, shards=s.shards, delivery_limit=s.delivery_limit,
-                            quorum_group_size=s.quorum_group_size,
-                            track_cycle_s=s.track_cycle_s,
-                            generation=recorded.generation if recorded else 1)
-        if not contract.same_as(recorded):
-            await write_contract(pub, self.names, contract)
-        await declare_tracking(pub, self.names, s.track_cycle_s, s.quorum_group_size)
+        try:
+            topo = await declare(pub, self.names, s.delivery_limit, s.quorum_group_size)
+            contract = Contract(prefix=s.prefix, shards=s.shards,
+                                delivery_limit=s.delivery_limit,
+                                quorum_group_size=s.quorum_group_size,
+                                track_cycle_s=s.track_cycle_s,
+                                generation=recorded.generation if recorded else 1)
+            if not contract.same_as(recorded):
+                await write_contract(pub, self.names, contract)
+            await declare_tracking(pub, self.names, s.track_cycle_s, s.quorum_group_size)
+        except ConnectionInternalError as exc:
+            raise TopologyError(BROKER_INTERNAL_ERROR.format(exc=exc)) from exc
         publisher = RabbitPublisher(topo.events, topo.dlx, self.metrics,
                                     tracks=pub.default_exchange, names=self.names)
         self.tracker = Tracker(s, self.exchanges, publisher, self.metrics)
