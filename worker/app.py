@@ -38,6 +38,7 @@ from worker.broker.contract import (
     read_contract,
     write_contract,
 )
+from worker.broker.memo import RabbitMemory
 from worker.broker.publisher import RabbitPublisher
 from worker.broker.topology import Names, declare, declare_tracking
 from worker.crashpoints import CrashPoints
@@ -108,7 +109,11 @@ class Worker:
             raise TopologyError(BROKER_INTERNAL_ERROR.format(exc=exc)) from exc
         publisher = RabbitPublisher(topo.events, topo.dlx, self.metrics,
                                     tracks=pub.default_exchange, names=self.names)
-        self.tracker = Tracker(s, self.exchanges, publisher, self.metrics)
+        self.tracker = Tracker(s, self.exchanges, publisher, self.metrics,
+                               memory=RabbitMemory(self.connection, self.names))
+        tracker = self.tracker
+        # a reconnect may have cost this worker its shards for a while: read the memo again
+        self.connection.reconnect_callbacks.add(lambda *_: tracker.warmth.forget())
         deps = self.deps = Deps(settings=s, exchanges=self.exchanges, publisher=publisher,
                                 metrics=self.metrics, tracker=self.tracker,
                                 crash=CrashPoints(s.crash_points))

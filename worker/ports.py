@@ -26,10 +26,26 @@ if TYPE_CHECKING:
 
 class EventPublisher(Protocol):
     """Publishes events (and tracking records) durably; returns only once the broker
-    confirmed every one of them."""
+    confirmed every one of them. ``facts`` (tombstones and remembered outcomes, also
+    among ``records``) go to their shard's memo queue as well (``Memory``)."""
 
-    async def publish(self, events: Sequence[Event],
-                      records: Sequence[TrackOrder] = ()) -> None: ...
+    async def publish(self, events: Sequence[Event], records: Sequence[TrackOrder] = (),
+                      *, facts: Sequence[TrackOrder] = ()) -> None: ...
+
+
+class Memory(Protocol):
+    """A shard's facts straight from the broker (worker.broker.memo): every tombstone and
+    remembered outcome confirmed before the call, whatever the carousel still holds back.
+    A worker that just took a shard over reads them before it decides a command."""
+
+    async def recall(self, shard: int) -> Sequence[TrackOrder]: ...
+
+
+class NoMemory:
+    """No broker (tests, the in-process tools): every fact is in this process."""
+
+    async def recall(self, shard: int) -> Sequence[TrackOrder]:
+        return ()
 
 
 class ExchangeProvider(Protocol):

@@ -6,6 +6,7 @@ from __future__ import annotations
 import os
 import shutil
 import subprocess
+import time
 import uuid
 
 import aio_pika
@@ -19,10 +20,13 @@ from tests.integration.harness import harness
 from tests.integration.test_cli_broker import cli
 from worker.broker.connect import connect
 from worker.broker.contract import TopologyError
+from worker.broker.memo import RabbitMemory
 from worker.broker.topology import Names, shard_for
 from worker.client import NoWorkerError, OrderClient, TopologyMismatchError
 from worker.lab.testing import StaticExchanges
+from worker.orders.events import ref_of
 from worker.orders.intake import parse
+from worker.orders.registry import Entry
 
 
 async def test_clients_and_workers_refuse_a_shard_count_the_workers_do_not_run(
@@ -117,6 +121,10 @@ async def test_changing_the_shard_count_moves_every_account_to_one_new_shard(
     accounts = [f"rs{i}" for i in range(8)]
     async with harness(amqp_url, OW_TRACK_CYCLE_S="0.5") as h:
         worker = await h.start_worker(exchanges=shared)
+        assert worker.tracker is not None
+        tombstones = [Entry(ref=ref_of(place(account=a)), phase="tombstone",
+                            expires_at=time.time() + 600) for a in accounts]
+        await worker.tracker.persist(tombstones)  # facts in the memo queues, moved too
         reshard = ("reshard", "--amqp-url", amqp_url, "--prefix", h.prefix, "--settle-s",
                    "0.5", "--to")
         async with OrderClient(amqp_url, prefix=h.prefix, shards=4) as pinned, \
@@ -163,6 +171,10 @@ async def test_changing_the_shard_count_moves_every_account_to_one_new_shard(
                 assert isinstance(await client.wait_terminal(c.command_id, 20), OrderCanceled)
         conn = await connect(amqp_url)
         async with conn:
+            memory = RabbitMemory(conn, Names(h.prefix, 3))
+            for t in tombstones:
+                facts = await memory.recall(shard_for(t.ref.account, 3))
+                assert t.ref.client_order_id in {f.client_order_id for f in facts}
             with pytest.raises(aio_pika.exceptions.ChannelClosed):
                 await (await conn.channel()).declare_queue(f"{h.prefix}.commands.5",
                                                            passive=True)

@@ -30,9 +30,9 @@ class LostConfirm(FakePublisher):
         super().__init__()
         self.lose_next_event_confirm = False
 
-    async def publish(self, events: Sequence[Event], records: Sequence[TrackOrder] = ()
-                      ) -> None:
-        await super().publish(events, records)
+    async def publish(self, events: Sequence[Event], records: Sequence[TrackOrder] = (),
+                      *, facts: Sequence[TrackOrder] = ()) -> None:
+        await super().publish(events, records, facts=facts)
         if events and self.lose_next_event_confirm:
             self.lose_next_event_confirm = False
             raise ConnectionError("confirm timed out")

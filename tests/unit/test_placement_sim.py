@@ -46,13 +46,19 @@ def test_a_seed_replays_identically() -> None:
     assert [e for _, _, e in a.world.events] == [e for _, _, e in b.world.events]
 
 
-LAGGING = Profile(faults=FULL.faults | {"lookup_lag"})
+OLD = Profile(faults=FULL.faults - {"record_lag"})
+"""The fault space before ``record_lag`` joined it (a seed's schedule depends on it)."""
+OLD_UNFENCED = Profile(faults=UNFENCED.faults - {"record_lag"})
+LAGGING = Profile(faults=OLD.faults | {"lookup_lag"})
+NO_SYMBOL = Profile(faults=FULL.faults | {"no_symbol"})
 
 
 @pytest.mark.parametrize("seed, profile", [
-    (8631, FULL), (1987, UNFENCED), (63, LAGGING), (319, FULL), (4390, FULL),
-    (2745, UNFENCED), (2428, FULL), (9170, FULL), (10272, FULL), (18849, FULL),
-    (11020, FULL), (10094, UNFENCED), (14326, UNFENCED), (16024, UNFENCED)])
+    (8631, OLD), (1987, OLD_UNFENCED), (63, LAGGING), (319, OLD), (4390, OLD),
+    (2745, OLD_UNFENCED), (2428, OLD), (9170, OLD), (10272, OLD), (18849, OLD),
+    (11020, OLD), (10094, OLD_UNFENCED), (14326, OLD_UNFENCED), (16024, OLD_UNFENCED),
+    (376, FULL), (1123, FULL), (3396, FULL), (24306, FULL), (71840, FULL), (79876, FULL),
+    (21179, UNFENCED), (27212, UNFENCED), (362, NO_SYMBOL)])
 def test_fixed_defects_stay_fixed(seed: int, profile: Profile) -> None:
     """8631: 0.9 s of clock skew placed a second order (issue 10 #1); 1987: a partitioned
     worker created after fence_s (issue 10 #2); 63: a lookup lagging 0.9 s behind a create
@@ -76,6 +82,16 @@ def test_fixed_defects_stay_fixed(seed: int, profile: Profile) -> None:
     only after a confirmed renewal). 11020, and on main 10094/14326/16024 (unfenced): a
     tracker concluded not_placed for a pending entry it never made durable while the
     command's next holder placed the order (now: only durable entries are concluded).
+    With tracking records late (``record_lag``, as behind a command backlog): 376, 1123,
+    3396: a PlaceOrder copy on a new shard owner was placed against the cancel's published
+    order_not_found (now: a new owner reads the shard's memo queue first); 24306: a
+    tombstone whose record was never confirmed stood behind a published refusal and a
+    not_found (now: both confirm it first); 71840: a cancel that joined a pending order
+    whose not_placed another worker concluded from an older record copy got no outcome
+    (now: it gets cancel_done); 21179: a zombie kept its own unconfirmed refusal over the
+    broker's remembered outcome (now: the confirmed one wins). 79876, 27212 (a zombie's
+    retries_exhausted, now fenced) and 362 (a cancel_done without the symbol the tracker's
+    has) failed with a first version of that change.
     """
     with virtual_clocks():
         r = run_one(seed, profile)

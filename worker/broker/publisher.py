@@ -25,6 +25,7 @@ from schemas import Event
 from schemas.events import encode_event, event_kind
 from schemas.tracking import TrackBatch, TrackOrder, batches, encode_record
 from worker.broker.connect import needs_renewal, renew_channel, underlay_of
+from worker.broker.memo import memo_message
 from worker.broker.topology import Names, event_routing_key, shard_for
 from worker.metrics import Metrics
 
@@ -129,9 +130,9 @@ class RabbitPublisher:
             raise RuntimeError("this publisher has no tracking queues")
         return self._names, self._tracks
 
-    async def publish(self, events: Sequence[Event],
-                      records: Sequence[TrackOrder] = ()) -> None:
-        names, tracks = self._tracking() if records else (self._names, self._tracks)
+    async def publish(self, events: Sequence[Event], records: Sequence[TrackOrder] = (),
+                      *, facts: Sequence[TrackOrder] = ()) -> None:
+        names, tracks = self._tracking() if records or facts else (self._names, self._tracks)
 
         async def send() -> None:
             sends = [publish_bytes(self._events, encode_event(e),
@@ -144,9 +145,14 @@ class RabbitPublisher:
                                          mandatory=True, timeout=self._timeout)
                           for shard, group in by_shard(records, names.shards).items()
                           for batch in batches(group)]
+            if facts:  # worker.broker.memo
+                assert names is not None and tracks is not None
+                sends += [tracks.publish(memo_message(f), names.memo_queue(
+                    shard_for(f.account, names.shards)), mandatory=True, timeout=self._timeout)
+                    for f in facts]
             await asyncio.gather(*sends)
 
-        if not events and not records:
+        if not events and not records and not facts:
             return
         await self._with_reconnect("events", send)
         if self._metrics is not None:

@@ -7,13 +7,13 @@ the same command again; every worker refuses to start until the last phase is do
 1. ``staging``: the contract says a change is under way (workers refuse to start,
    clients refuse to publish); every shard queue must have no consumer; the old
    routing keys ``<k>/<old>`` are unbound, so a client still routing with the old
-   count gets its command back; every message of the old shard and tracking queues is
-   moved, queue by queue in order, into ``<p>.reshard`` (confirmed before each ack).
+   count gets its command back; every message of the old shard, tracking and memo queues
+   is moved, queue by queue in order, into ``<p>.reshard`` (confirmed before each ack).
 2. ``distributing``: the new shard and tracking queues are declared and bound with
    ``<k>/<new>``; each staged message goes to its account's new shard (commands
    through ``<p>.commands``, tracking records into the new ``<p>.track.<k>``, whence
-   they reach the shard queue through ``<p>.tracking`` as usual), then queues beyond
-   the new count are deleted.
+   they reach the shard queue through ``<p>.tracking`` as usual, facts into the new
+   ``<p>.memo.<k>``), then queues beyond the new count are deleted.
 3. The contract records the new count (generation + 1) and ``ready``.
 
 An account's messages were in one old queue and are moved in order, so its commands
@@ -40,6 +40,7 @@ from schemas.ids import canonical_account
 from schemas.tracking import TrackBatch, TrackOrder, batches
 from worker.broker.connect import connect
 from worker.broker.contract import TopologyError, read_contract, write_contract
+from worker.broker.memo import MARKER, MEMO_HEADER, memo_message
 from worker.broker.publisher import by_shard, record_message
 from worker.broker.topology import (
     Names,
@@ -105,7 +106,8 @@ async def reshard(amqp_url: str, prefix: str, to_shards: int, *,
             # tracking queues first: a record expiring meanwhile lands in a shard queue,
             # which is drained after
             for name in [*map(old.track_queue, range(old.shards)),
-                         *map(old.shard_queue, range(old.shards))]:
+                         *map(old.shard_queue, range(old.shards)),
+                         *map(old.memo_queue, range(old.shards))]:
                 report.staged += await _move(channel, name, staging.name)
             contract = msgspec.structs.replace(contract, state="distributing")
             await write_contract(channel, old, contract)
@@ -115,6 +117,7 @@ async def reshard(amqp_url: str, prefix: str, to_shards: int, *,
         for k in range(new.shards, old.shards):  # shrinking: the old tail is empty now
             await _delete_empty(conn, old.shard_queue(k))
             await _delete_empty(conn, old.track_queue(k))
+            await _delete_empty(conn, old.memo_queue(k))
         await write_contract(channel, new, msgspec.structs.replace(
             contract, shards=to_shards, state="ready", next_shards=None,
             generation=contract.generation + 1))
@@ -181,7 +184,7 @@ async def _move(channel: AbstractChannel, source: str, dest: str) -> int:
 
 
 def _copy(msg: aio_pika.abc.AbstractIncomingMessage) -> aio_pika.Message:
-    return aio_pika.Message(msg.body, headers=dict(msg.headers or {}),
+    return aio_pika.Message(msg.body, headers=dict(msg.headers or {}), type=msg.type,
                             content_type=msg.content_type, message_id=msg.message_id,
                             delivery_mode=aio_pika.DeliveryMode.PERSISTENT)
 
@@ -190,6 +193,18 @@ async def _distribute(channel: AbstractChannel, new: Names, report: ReshardRepor
     commands = await channel.get_exchange(new.commands)
 
     async def route(msg: AbstractIncomingMessage) -> None:
+        if msg.type == MARKER:  # a memo reader's, left behind
+            return
+        if (msg.headers or {}).get(MEMO_HEADER):  # a fact: to its account's new memo queue
+            item = parse(msg.body, tracking=True)
+            facts = item.records if isinstance(item, TrackBatch) else (item,)
+            for fact in facts:
+                if isinstance(fact, TrackOrder):
+                    await channel.default_exchange.publish(
+                        memo_message(fact), new.memo_queue(shard_for(fact.account,
+                                                                     new.shards)), timeout=30)
+                    report.records += 1
+            return
         item = parse(msg.body, tracking=True)
         if isinstance(item, TrackOrder | TrackBatch):  # a batch may span several new shards
             records = item.records if isinstance(item, TrackBatch) else (item,)

@@ -64,6 +64,9 @@ class Names:
     def track_queue(self, shard: int) -> str:
         return f"{self.prefix}.track.{shard}"
 
+    def memo_queue(self, shard: int) -> str:
+        return f"{self.prefix}.memo.{shard}"
+
     @property
     def dead_watch_queue(self) -> str:
         return f"{self.prefix}.dead.watch"
@@ -172,6 +175,9 @@ async def declare_tracking(channel: AbstractChannel, names: Names, cycle_s: floa
             "x-dead-letter-strategy": "at-least-once",
             "x-overflow": "reject-publish",
         })
+        # facts, read whole at a takeover (worker.broker.memo); per-message TTL
+        await channel.declare_queue(names.memo_queue(shard), durable=True, arguments={
+            **quorum_args, "x-single-active-consumer": True})
     watch = await channel.declare_queue(names.dead_watch_queue, durable=True, arguments={
         **quorum_args, "x-single-active-consumer": True})
     await watch.bind(names.dlx)
@@ -182,6 +188,7 @@ async def delete(channel: AbstractChannel, names: Names) -> None:
     for shard in range(names.shards):
         await channel.queue_delete(names.shard_queue(shard))
         await channel.queue_delete(names.track_queue(shard))
+        await channel.queue_delete(names.memo_queue(shard))
     for q in (names.audit_queue, names.dead_queue, names.dead_watch_queue,
               f"{names.prefix}.contract"):
         await channel.queue_delete(q)

@@ -21,18 +21,24 @@ class FakePublisher:
     def __init__(self) -> None:
         self.events: list[Event] = []
         self.records: list[TrackOrder] = []
+        self.facts: list[TrackOrder] = []
         self.deferred: list[tuple[bytes, int, dict[str, int]]] = []
         self.fail_next: Exception | None = None
         self.calls = 0
 
-    async def publish(self, events: Sequence[Event],
-                      records: Sequence[TrackOrder] = ()) -> None:
+    async def publish(self, events: Sequence[Event], records: Sequence[TrackOrder] = (),
+                      *, facts: Sequence[TrackOrder] = ()) -> None:
         if self.fail_next is not None:
             exc, self.fail_next = self.fail_next, None
             raise exc
         self.calls += 1
         self.events.extend(events)
         self.records.extend(records)
+        self.facts.extend(facts)
+
+    async def recall(self, shard: int) -> Sequence[TrackOrder]:
+        """The ``Memory`` port over what was published here (one broker, every shard)."""
+        return list(self.facts)
 
     async def defer(self, body: bytes, shard: int, headers: dict[str, int],
                     message_id: str | None = None) -> None:

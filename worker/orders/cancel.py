@@ -54,6 +54,8 @@ import logging
 import time
 from functools import partial
 
+import msgspec
+
 from schemas import CancelAll, CancelOrder, RejectReason, client_order_id
 from schemas.ids import CLIENT_ID_PREFIX
 from worker.errors import ExchangeError, FenceLost, InvalidOrder, OrderNotFound
@@ -96,6 +98,9 @@ async def _cancel_on_exchange(deps: Deps, exchange: Exchange, entry: Entry) -> O
 async def _cancel_entry(deps: Deps, cancel: OrderRef | None, entry: Entry,
                         exchange: Exchange) -> None:
     """Cancel one followed order; ``cancel`` (a CancelOrder) gets ``cancel_done``."""
+    if cancel is not None and entry.ref.symbol and cancel.symbol != entry.ref.symbol:
+        # the target's symbol, as the tracker's cancel_done for it has (one state, one id)
+        cancel = msgspec.structs.replace(cancel, symbol=entry.ref.symbol)
     entry.cancel_requested = True
     if cancel is not None and cancel.command_id not in entry.cancel_commands:
         entry.cancel_commands.append(cancel.command_id)
@@ -143,6 +148,7 @@ async def handle_cancel(cmd: CancelOrder, deps: Deps, delivery: Delivery) -> Out
     target_cid = client_order_id(cmd.account, cmd.target_command_id)
     copy = delivery.copy
     async with delivery.turn:
+        await tracker.recall(delivery.shard, tracker.warmth.epoch(delivery.shard))
         entry = tracker.get(target_cid)
         cold = tracker.warmth.warm_in(delivery.shard)
         if (entry is None or entry.phase == "tombstone" or copy) and cold > 0:
@@ -181,6 +187,15 @@ async def handle_cancel(cmd: CancelOrder, deps: Deps, delivery: Delivery) -> Out
                 except FenceLost as exc:
                     log.warning("lost hold of the cancel, leaving it to the broker: %s", exc)
                     return RETRY
+                if delivery.redelivery:  # what a previous holder decided until fence_s
+                    await tracker.recall(delivery.shard,
+                                         delivery.received_at + deps.settings.fence_s)
+                    if await repeat(deps, cancel.client_order_id):
+                        return ACK
+                    known = tracker.get(target_cid)
+                    if known is not None and known.phase == "done":  # its place was refused
+                        await answer(deps, cancel, cancel_done(cancel, known.ref, None))
+                        return ACK
                 if symbol is None and copy and delivery.deferrals < MAX_DEFERRALS:
                     return await _defer(deps, entry, target, delivery)
                 log.info("cancel target unknown", extra={"client_order_id": target_cid,

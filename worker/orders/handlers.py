@@ -46,6 +46,14 @@ async def handle(cmd: Command, deps: Deps, delivery: Delivery) -> Outcome:
                     return RETRY
                 except ExchangeError as exc:
                     log.warning("cancel could not act: %s", exc)
+                    # a refusal only while this worker provably still holds the command:
+                    # a holder cut off meanwhile may have lost it to one that acted
+                    try:
+                        await delivery.fence.proven_at(0.0)
+                    except FenceLost as lost:
+                        log.warning("lost hold of the cancel, leaving it to the broker: %s",
+                                    lost)
+                        return RETRY
                     if isinstance(cmd, CancelAll):
                         await deps.publisher.publish([cancel_rejected(
                             ref_of(cmd), exc.reason, str(exc))])

@@ -30,7 +30,7 @@ from __future__ import annotations
 import time
 from collections.abc import Sequence
 
-from schemas import Event
+from schemas import CancelRejected, Event
 from worker.orders.events import OrderRef
 from worker.orders.registry import Entry
 from worker.ports import Deps
@@ -53,8 +53,12 @@ async def repeat(deps: Deps, cid: str) -> bool:
     entry = deps.tracker.get(cid)
     if entry is None or entry.phase != "done" or entry.outcome is None:
         return False
-    if not entry.durable:  # its record was never confirmed: now, before the event again
-        await deps.tracker.persist([entry])
+    # its record was never confirmed: now, before the event again; so is the tombstone a
+    # cancel's "not found" promises ("it will not be placed later")
+    unconfirmed = [e for e in (entry, _promised_tombstone(deps, entry.outcome))
+                   if e is not None and not e.durable]
+    if unconfirmed:
+        await deps.tracker.persist(unconfirmed)
     await deps.publisher.publish([entry.outcome])
     return True
 
@@ -73,6 +77,14 @@ async def answer(deps: Deps, ref: OrderRef, event: Event, also: Sequence[Event] 
         return
     await tracker.persist([*entries, entry])
     await deps.publisher.publish([*also, entry.outcome])
+
+
+def _promised_tombstone(deps: Deps, outcome: Event) -> Entry | None:
+    target = getattr(outcome, "target_client_order_id", None)
+    if not isinstance(outcome, CancelRejected) or target is None:
+        return None
+    entry = deps.tracker.get(target)
+    return entry if entry is not None and entry.phase == "tombstone" else None
 
 
 def tombstoned(known: Entry | None) -> bool:

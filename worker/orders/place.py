@@ -112,6 +112,11 @@ async def _reject(deps: Deps, ref: OrderRef, order: ValidOrder | None, reason: R
 
 
 async def _refuse_tombstoned(deps: Deps, ref: OrderRef, order: ValidOrder) -> Outcome:
+    tombstone = deps.tracker.get(ref.client_order_id)
+    if tombstone is not None and not tombstone.durable:
+        # its cancel's record was never confirmed (that cancel comes back): confirm it
+        # first, or a later copy could be placed after this refusal
+        await deps.tracker.persist([tombstone])
     await _reject(deps, ref, order, RejectReason.CANCELED_BEFORE_PLACEMENT, TOMBSTONED)
     return ACK
 
@@ -184,6 +189,10 @@ async def _place(deps: Deps, cmd: PlaceOrder, order: ValidOrder, delivery: Deliv
         deps.metrics.reconciliations.labels("adopted").inc()
         log.info("order exists, resuming", extra={"client_order_id": ref.client_order_id})
         return state
+    if delivery.redelivery:
+        # a previous holder, alive behind a dead connection, may have tombstoned or
+        # refused this command until fence_s after this delivery arrived: read the memo
+        await deps.tracker.recall(delivery.shard, delivery.received_at + deps.settings.fence_s)
     known = deps.tracker.get(ref.client_order_id)
     if tombstoned(known):
         # the cancel's record arrived while this command waited out the settle window
@@ -233,6 +242,9 @@ async def handle_place(cmd: PlaceOrder, deps: Deps, delivery: Delivery) -> Outco
     policy: RetryPolicy = retry_policy(settings)
     give_up_at = time.monotonic() + settings.intake_budget_s
     async with delivery.turn:
+        # a worker that just took the shard over reads its facts first: a tombstone or a
+        # refusal its previous owner left may still be on its way round the carousel
+        await tracker.recall(delivery.shard, tracker.warmth.epoch(delivery.shard))
         known = tracker.get(cid)
         behind_tombstone = tombstoned(known)
         if behind_tombstone and not delivery.copy:

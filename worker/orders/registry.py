@@ -59,6 +59,8 @@ class Entry:
     next_lookup_at: float = 0.0
     accepted: asyncio.Event = field(default_factory=asyncio.Event)
     """Set once OrderAccepted is confirmed: no later state is published before it."""
+    memo_key: tuple[str, str | None] | None = None
+    """``fact_key`` of the copy of this fact known to be in its shard's memo queue."""
     _amount: tuple[str, Decimal | None] = ("", None)
 
     def amount_value(self) -> Decimal | None:
@@ -108,10 +110,15 @@ class Entry:
                 changed = True
         if rec.sent_before and (self.sent_before or 0) < rec.sent_before:
             self.sent_before, changed = rec.sent_before, True
-        if rec.outcome is not None and self.outcome is None:
+        if rec.outcome is not None and (self.outcome is None or (
+                not self.durable and rec.outcome != self.outcome)):
+            # an outcome remembered here but never confirmed was never published (answer
+            # publishes only after the record is confirmed): the broker's one wins
             self.outcome, changed = rec.outcome, True
             if self.phase == "tombstone":
                 self.phase, self.expires_at = "done", rec.expires_at
+            if self.phase == "done":
+                self.durable, self.memo_key = True, fact_key(self)
         return changed
 
     def _take_order_fields(self, rec: TrackOrder) -> None:
@@ -123,12 +130,21 @@ class Entry:
             self.ref = ref_of_record(rec)
 
 
+def fact_key(entry: Entry) -> tuple[str, str | None] | None:
+    """What makes a tombstone or a remembered outcome a fact for the memo queue (None:
+    the entry is no fact)."""
+    if entry.phase not in ("tombstone", "done"):
+        return None
+    return entry.phase, entry.outcome.event_id if entry.outcome is not None else None
+
+
 def entry_from_record(rec: TrackOrder) -> Entry:
     entry = Entry(ref=ref_of_record(rec), phase=rec.phase, order_id=rec.exchange_order_id,
                   expires_at=rec.expires_at, cancel_commands=list(rec.cancel_commands),
                   cancel_requested=rec.cancel_requested, outcome=rec.outcome)
     entry._take_order_fields(rec)
     entry.durable = True
+    entry.memo_key = fact_key(entry)  # whoever made the fact wrote it to the memo queue
     if rec.phase != "pending":
         entry.accepted.set()  # an open order from a record was accepted by whoever placed it
     return entry
@@ -183,6 +199,16 @@ class ShardWarmth:
         if now - self._last.get(shard, -1e18) > 1.5 * self.cycle_s:
             self._first[shard] = now
         self._last[shard] = now
+
+    def epoch(self, shard: int) -> float:
+        """When this worker's current hold of ``shard`` began (monotonic; now if it has
+        seen nothing of it)."""
+        return self._first.get(shard, time.monotonic())
+
+    def forget(self) -> None:
+        """The consumer reconnected: every shard may have been someone else's meanwhile."""
+        self._first.clear()
+        self._last.clear()
 
     def warm_in(self, shard: int, now: float | None = None) -> float:
         """Seconds until the shard's registry is complete (0: it is)."""

@@ -27,8 +27,14 @@ from worker.metrics import Metrics
 from worker.orders.events import OrderRef
 from worker.orders.exposure import Exposure
 from worker.orders.groupcommit import GroupCommit
-from worker.orders.registry import Entry, RecentCreates, ShardWarmth, entry_from_record
-from worker.ports import EventPublisher, ExchangeProvider
+from worker.orders.registry import (
+    Entry,
+    RecentCreates,
+    ShardWarmth,
+    entry_from_record,
+    fact_key,
+)
+from worker.ports import EventPublisher, ExchangeProvider, Memory, NoMemory
 from worker.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -39,11 +45,15 @@ STALE_CYCLES = 10
 
 class Tracker:
     def __init__(self, settings: Settings, exchanges: ExchangeProvider,
-                 publisher: EventPublisher, metrics: Metrics) -> None:
+                 publisher: EventPublisher, metrics: Metrics,
+                 memory: Memory | None = None) -> None:
         self.settings = settings
         self.exchanges = exchanges
         self.publisher = publisher
         self.metrics = metrics
+        self.memory: Memory = memory or NoMemory()
+        self._recalled: dict[int, float] = {}
+        self._recall_locks: dict[int, asyncio.Lock] = {}
         self.cycle_s = settings.track_cycle_s
         self.entries: dict[str, Entry] = {}
         self._by_account: dict[tuple[str, str], dict[str, Entry]] = {}
@@ -142,14 +152,58 @@ class Tracker:
                                              "command_id": entry.ref.command_id})
 
     async def persist(self, entries: Iterable[Entry], events: Sequence[Event] = ()) -> None:
-        """Publish events and fresh record copies in one confirmed batch."""
+        """Publish events and fresh record copies in one confirmed batch; a new fact
+        (tombstone, remembered outcome) also goes to its shard's memo queue."""
         entries = list(entries)
-        await self.publisher.publish(events, [e.to_record() for e in entries])
+        records = [e.to_record() for e in entries]
+        new_facts = [(e, r) for e, r in zip(entries, records, strict=True)
+                     if fact_key(e) is not None and e.memo_key != fact_key(e)]
+        await self.publisher.publish(events, records, facts=[r for _, r in new_facts])
         now = time.monotonic()
         for e in entries:
             e.renewed_at = e.confirmed_at = now
             e.durable = True
             self.exposure.update(e)
+        for e, _ in new_facts:
+            e.memo_key = fact_key(e)
+
+    # -- the memo queues -------------------------------------------------------------
+    async def recall(self, shard: int, since: float) -> None:
+        """Make sure a read of ``shard``'s memo queue that began at or after ``since``
+        (monotonic) is folded into the registry: then every tombstone and remembered
+        outcome confirmed before ``since`` is known here. Concurrent callers share reads."""
+        if self._recalled.get(shard, float("-inf")) >= since:
+            return
+        lock = self._recall_locks.setdefault(shard, asyncio.Lock())
+        async with lock:
+            if self._recalled.get(shard, float("-inf")) >= since:
+                return
+            started = time.monotonic()
+            facts = await self.memory.recall(shard)
+            learned = sum(self._learn(rec) for rec in facts)
+            self._recalled[shard] = started
+            if learned:
+                self.metrics.reconciliations.labels("recalled_from_memo").inc(learned)
+                log.info("learned %d facts from the memo queue", learned,
+                         extra={"shard": shard, "facts": len(facts)})
+
+    def _learn(self, rec: TrackOrder) -> bool:
+        """Fold one fact into the registry (no renewal: its record circulates anyway)."""
+        if rec.expires_at is not None and rec.expires_at < time.time():
+            return False
+        cid = rec.client_order_id
+        entry = self.entries.get(cid)
+        if entry is None:
+            if cid in self._terminal_at:
+                return False
+            self.add(entry_from_record(rec))
+            return True
+        if entry.terminal or not entry.merge(rec):
+            return False
+        self.exposure.update(entry)
+        if entry.live:  # an open order that a tombstone wants canceled now
+            self._ensure_follower(entry.ref.account, entry.ref.exchange)
+        return True
 
     # -- the carousel --------------------------------------------------------------
     async def on_record(self, rec: TrackOrder | TrackBatch, shard: int) -> None:
@@ -158,14 +212,23 @@ class Tracker:
         self.warmth.seen(shard)
         self._prune()
         records = rec.records if isinstance(rec, TrackBatch) else (rec,)
-        renew = [e for e in (self._refresh(r, shard) for r in records) if e is not None]
+        late: list[Event] = []
+        renew = [e for e in (self._refresh(r, shard, late) for r in records) if e is not None]
+        if late:  # confirmed before the record's message is acked
+            await self.publisher.publish(late)
         if renew:
             await self._renewals.renew(renew)
 
-    def _refresh(self, rec: TrackOrder, shard: int) -> Entry | None:
-        """Fold one record into the registry; the entry if its record must be renewed."""
+    def _refresh(self, rec: TrackOrder, shard: int, late: list[Event]) -> Entry | None:
+        """Fold one record into the registry; the entry if its record must be renewed.
+        Cancels that joined an order which ended here meanwhile get their outcome in
+        ``late`` (an earlier copy of the record, without them, ended it)."""
         cid = rec.client_order_id
         entry = self.entries.get(cid)
+        if entry is not None and (entry.terminal or entry.phase == "done"):
+            late += self._late_cancels(entry, rec)  # ended, or never placed
+            if entry.terminal:
+                return None
         if entry is None and cid in self._terminal_at:
             return None  # done with it; let the copy go
         if rec.phase in ("tombstone", "done") and rec.expires_at is not None \
@@ -178,8 +241,6 @@ class Tracker:
             log.info("following an order from its record", extra={
                 "client_order_id": cid, "shard": shard, "phase": rec.phase})
             news = True
-        elif entry.terminal:
-            return None
         else:
             news = entry.merge(rec)
             if news:
@@ -197,6 +258,15 @@ class Tracker:
             self.metrics.reconciliations.labels("spare_record_dropped").inc()
             return None
         return entry
+
+    @staticmethod
+    def _late_cancels(entry: Entry, rec: TrackOrder) -> list[Event]:
+        from worker.orders.events import cancel_done
+        from worker.orders.follow import cancel_ref
+
+        new = [c for c in rec.cancel_commands if c not in entry.cancel_commands]
+        entry.cancel_commands += new
+        return [cancel_done(cancel_ref(entry, c), entry.ref, entry.final) for c in new]
 
     def _prune(self) -> None:
         now = time.monotonic()

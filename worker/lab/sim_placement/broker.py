@@ -188,8 +188,8 @@ class SimPublisher:
     def __init__(self, world: World, worker: SimWorker) -> None:
         self.world, self.worker = world, worker
 
-    async def publish(self, events: Sequence[Event], records: Sequence[TrackOrder] = ()
-                      ) -> None:
+    async def publish(self, events: Sequence[Event], records: Sequence[TrackOrder] = (),
+                      *, facts: Sequence[TrackOrder] = ()) -> None:
         w = self.world
         n = await w.port_call("publish")
         await asyncio.sleep(w.latency())
@@ -198,10 +198,23 @@ class SimPublisher:
             raise ConnectionError("publisher: connection lost (simulated)")
         if w.publish_fails():
             if w.rng.random() < 0.5:
-                w.store(self.worker, events, records)
+                w.store(self.worker, events, records, facts)
             raise ConnectionError("publisher: confirm timed out (simulated)")
-        w.store(self.worker, events, records)
+        w.store(self.worker, events, records, facts)
         await w.port_done(n)
+
+    async def recall(self, shard: int) -> Sequence[TrackOrder]:
+        """The ``Memory`` port: the memo queue is read straight, never behind a backlog."""
+        w = self.world
+        n = await w.port_call("recall")
+        await asyncio.sleep(w.latency())
+        if not self.worker.reachable:
+            await asyncio.sleep(w.rng.uniform(0.1, 2.0))
+            raise ConnectionError("memo: connection lost (simulated)")
+        facts = list(w.memo)
+        await asyncio.sleep(w.latency())
+        await w.port_done(n)
+        return facts
 
     async def defer(self, body: bytes, shard: int, headers: dict[str, int],
                     message_id: str | None = None) -> None:

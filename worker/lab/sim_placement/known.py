@@ -29,14 +29,6 @@ TOLERATED: dict[str, str] = {}
 CancelOrder copy added a second outcome, seed 2428) and ``refusal_variants`` (a copy of a
 refused command was judged afresh, seed 2247) are closed by remembering every outcome no
 exchange order carries (worker.orders.outcomes)."""
-RECORD_LAG = (
-    "Opt-in fault ``record_lag`` (tracking records come round 1-5 cycles late, as behind "
-    "a command backlog): 3 of 4,000 schedules (seeds 376, 1123, 3396) have a PlaceOrder "
-    "copy judged on a registry that has not seen its cancel's tombstone yet: placed "
-    "against the cancel's published order_not_found, once with a second outcome. Fix in "
-    "view: a marker at takeover, and every command of a cold shard deferred round the "
-    "carousel (README, known limits).")
-"""Not gated (opt-in, like ``unfenced``): what ``record_lag`` still finds."""
 NO_SYMBOL = (
     "Opt-in fault ``no_symbol`` (a schedule's cancels carry no symbol): 10 of 3,000 "
     "schedules, each a cancel answering order_not_found for an order that had ended and "

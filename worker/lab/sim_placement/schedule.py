@@ -25,13 +25,13 @@ FAULT_KINDS = (
     "publish_fail",   # a broker publish is not confirmed (events may be stored anyway)
     "dup_publish",    # the same command published twice
     "cancel",         # a CancelOrder for the command, racing fills and timeouts
+    "record_lag",     # tracking records come round 1-5 cycles late (a command backlog)
 )
 DEFAULT_FAULTS = frozenset(FAULT_KINDS)
-OPT_IN = ("unfenced", "record_lag", "no_symbol")
+OPT_IN = ("unfenced", "no_symbol")
 """``unfenced``: a partitioned worker's in-flight handlers outlive ``fence_s`` (issue 10 #2:
-nothing on the sending side enforces that bound yet). ``record_lag``: the carousel runs
-1-5 cycles late, as behind a command backlog (known.py says what it finds).
-``no_symbol``: a schedule's CancelOrders carry no symbol (only open orders can be listed)."""
+nothing on the sending side enforces that bound yet). ``no_symbol``: a schedule's
+CancelOrders carry no symbol (only open orders can be listed)."""
 
 
 @dataclass(frozen=True)

@@ -51,7 +51,7 @@ class SimWorker:
         self.calls = 0
         self.channel = SimChannel(world, self)
         pub = SimPublisher(world, self)
-        tracker = Tracker(world.settings, world, pub, world.metrics)
+        tracker = Tracker(world.settings, world, pub, world.metrics, memory=pub)
         self.deps = Deps(world.settings, world, pub, world.metrics, tracker)
         self.consumer = CommandConsumer(self.deps, cast(RabbitPublisher, pub), world.names)
         self.ctx = contextvars.copy_context()
@@ -93,6 +93,8 @@ class World:
         self.workers: list[SimWorker] = []
         self.events: list[tuple[float, str, Event]] = []
         self.dead_letters: list[tuple[str, str]] = []
+        self.memo: list[TrackOrder] = []
+        """The memo queue (worker.broker.memo): facts, read straight by a new owner."""
         self.trace: list[str] = []
         self.hits: set[str] = set()
         self.finished_at: float | None = None
@@ -128,7 +130,7 @@ class World:
         return self.rng.uniform(0.001, 0.05)
 
     def store(self, worker: SimWorker, events: Sequence[Event],
-              records: Sequence[TrackOrder]) -> None:
+              records: Sequence[TrackOrder], facts: Sequence[TrackOrder] = ()) -> None:
         now = self.loop.time()
         for e in events:
             self.events.append((now, worker.name, e))
@@ -137,6 +139,7 @@ class World:
                       f"{getattr(e, 'exchange_order_id', '') or ''} {why}")
         for rec in records:
             self.broker.put_record(rec)
+        self.memo.extend(facts)
 
     # -- faults ----------------------------------------------------------------------------
     async def port_call(self, op: str) -> int:
