@@ -58,7 +58,7 @@ NO_SYMBOL = Profile(faults=FULL.faults | {"no_symbol"})
     (2745, OLD_UNFENCED), (2428, OLD), (9170, OLD), (10272, OLD), (18849, OLD),
     (11020, OLD), (10094, OLD_UNFENCED), (14326, OLD_UNFENCED), (16024, OLD_UNFENCED),
     (376, FULL), (1123, FULL), (3396, FULL), (24306, FULL), (71840, FULL), (79876, FULL),
-    (21179, UNFENCED), (27212, UNFENCED), (362, NO_SYMBOL)])
+    (21179, UNFENCED), (10222, UNFENCED), (27212, UNFENCED), (362, NO_SYMBOL)])
 def test_fixed_defects_stay_fixed(seed: int, profile: Profile) -> None:
     """8631: 0.9 s of clock skew placed a second order (issue 10 #1); 1987: a partitioned
     worker created after fence_s (issue 10 #2); 63: a lookup lagging 0.9 s behind a create
@@ -89,7 +89,9 @@ def test_fixed_defects_stay_fixed(seed: int, profile: Profile) -> None:
     not_found (now: both confirm it first); 71840: a cancel that joined a pending order
     whose not_placed another worker concluded from an older record copy got no outcome
     (now: it gets cancel_done); 21179: a zombie kept its own unconfirmed refusal over the
-    broker's remembered outcome (now: the confirmed one wins). 79876, 27212 (a zombie's
+    broker's remembered outcome (now: the confirmed one wins); 10222: a client's re-sent
+    copy was placed although a zombie tracker had concluded not_placed before it arrived
+    (now: a copy reads every fact confirmed before it arrived). 79876, 27212 (a zombie's
     retries_exhausted, now fenced) and 362 (a cancel_done without the symbol the tracker's
     has) failed with a first version of that change.
     """

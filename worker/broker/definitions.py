@@ -96,7 +96,9 @@ def definitions(prefix: str = "orderworker", shards: int = 8,
         "exchanges": [exchange(n.commands, "direct"), exchange(n.events, "topic"),
                       exchange(n.dlx, "fanout"), exchange(n.tracking, "direct")],
         "queues": [queue(n.shard_queue(k), shard_args) for k in ks]
-        + [queue(n.track_queue(k), track_args(k)) for k in ks] + [
+        + [queue(n.track_queue(k), track_args(k)) for k in ks]
+        + [queue(n.memo_queue(k), {**QUORUM, "x-single-active-consumer": True}) for k in ks]
+        + [
             queue(n.audit_queue, {**QUORUM, "x-dead-letter-exchange": n.dlx}),
             queue(n.dead_queue, dict(QUORUM)),
             queue(n.dead_watch_queue, {**QUORUM, "x-single-active-consumer": True}),

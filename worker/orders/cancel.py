@@ -72,7 +72,7 @@ from worker.orders.events import (
     ref_of,
 )
 from worker.orders.outcomes import answer, keep_s, repeat
-from worker.orders.place import find
+from worker.orders.place import facts_since, find
 from worker.orders.registry import Entry
 from worker.policy import retry_policy
 from worker.ports import ACK, DEFER, RETRY, Delivery, Deps, Outcome
@@ -148,7 +148,7 @@ async def handle_cancel(cmd: CancelOrder, deps: Deps, delivery: Delivery) -> Out
     target_cid = client_order_id(cmd.account, cmd.target_command_id)
     copy = delivery.copy
     async with delivery.turn:
-        await tracker.recall(delivery.shard, tracker.warmth.epoch(delivery.shard))
+        await tracker.recall(delivery.shard, facts_since(tracker, delivery))
         entry = tracker.get(target_cid)
         cold = tracker.warmth.warm_in(delivery.shard)
         if (entry is None or entry.phase == "tombstone" or copy) and cold > 0:

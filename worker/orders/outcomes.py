@@ -13,8 +13,11 @@ such an outcome is *remembered*, and copies repeat it:
   publishes the event. The record circulates like every tracking record until
   ``expires_at`` (``keep_s``: a copy arriving later than that is stale anyway).
 * ``repeat``: a copy that finds the entry re-publishes the remembered event (same event
-  id, same state) and decides nothing. A copy of a CancelOrder on a worker that took the
-  shard over waits until the shard's registry is complete (``ShardWarmth``) first.
+  id, same state) and decides nothing. The entry is also a *fact* in the shard's memo
+  queue (worker.broker.memo), which a worker that takes the shard over reads before it
+  decides any command of it: the record may still be a cycle and a backlog away.
+* A remembered outcome never confirmed here was never published: a confirmed one for
+  the same command, from a record or the memo queue, replaces it (Entry.merge).
 
 What survives what. The entry is in this process's registry before anything is sent, so
 a copy handed back here after an unconfirmed publish repeats the outcome even if the

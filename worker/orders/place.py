@@ -1,6 +1,7 @@
 """Placement: a PlaceOrder's intake ends when the exchange has the order (or surely not).
 
-    validate -> account turn [registry -> lookup only if an earlier attempt is possible
+    validate -> account turn [shard's facts (memo queue, once per takeover) -> registry
+    -> lookup only if an earlier attempt is possible
     (worker.orders.lookup.needs_lookup) -> (redelivered: settle + fence) ->
     fresh? risk -> create once] -> OrderAccepted (+ immediate fills) and the tracking
     record in one confirmed batch -> ack
@@ -10,7 +11,9 @@ Outcomes, each decided here and nowhere else:
 * stale / risk / exchange refused it     -> OrderRejected (nothing was sent, or the
                                             exchange refused outright)
 * a cancel already tombstoned this order -> OrderRejected(canceled_before_placement)
-  (checked again after the settle wait: its record may arrive meanwhile)
+  (checked again after the settle wait, a redelivery re-reading the memo queue: the
+  previous holder may have tombstoned it until its fence ran out); the tombstone is
+  confirmed before the refusal is published
 * a copy of a command the tracker owns, pending or finished -> ack, nothing new; a copy
   of a refused command repeats its refusal (refusals are remembered before they are
   published, worker.orders.outcomes), never judged afresh
@@ -69,6 +72,7 @@ from worker.orders.lookup import needs_lookup
 from worker.orders.outcomes import answer, confirm_decided, decided, tombstoned
 from worker.orders.registry import Entry
 from worker.orders.risk import check_risk
+from worker.orders.tracker import Tracker
 from worker.orders.validation import ValidOrder, check_fresh, validate_place
 from worker.policy import retry_policy
 from worker.ports import ACK, RETRY, Delivery, Deps, Outcome
@@ -119,6 +123,12 @@ async def _refuse_tombstoned(deps: Deps, ref: OrderRef, order: ValidOrder) -> Ou
         await deps.tracker.persist([tombstone])
     await _reject(deps, ref, order, RejectReason.CANCELED_BEFORE_PLACEMENT, TOMBSTONED)
     return ACK
+
+
+def facts_since(tracker: Tracker, delivery: Delivery) -> float:
+    """Facts confirmed before this moment must be known before ``delivery`` is decided."""
+    epoch = tracker.warmth.epoch(delivery.shard)
+    return max(epoch, delivery.received_at) if delivery.copy else epoch
 
 
 def _pending(cmd: PlaceOrder, ref: OrderRef, sent_before: float) -> Entry:
@@ -243,8 +253,9 @@ async def handle_place(cmd: PlaceOrder, deps: Deps, delivery: Delivery) -> Outco
     give_up_at = time.monotonic() + settings.intake_budget_s
     async with delivery.turn:
         # a worker that just took the shard over reads its facts first: a tombstone or a
-        # refusal its previous owner left may still be on its way round the carousel
-        await tracker.recall(delivery.shard, tracker.warmth.epoch(delivery.shard))
+        # refusal its previous owner left may still be on its way round the carousel; a
+        # copy reads every fact confirmed before it arrived (one read serves many)
+        await tracker.recall(delivery.shard, facts_since(tracker, delivery))
         known = tracker.get(cid)
         behind_tombstone = tombstoned(known)
         if behind_tombstone and not delivery.copy:

@@ -9,6 +9,10 @@ one ``track_cycle_s``. Copies beyond one per cycle are dropped unless they carry
 news. Entries not renewed for 10 cycles belong to another worker now and
 are dropped here (their records keep circulating to the new owner).
 
+Facts (tombstones, remembered outcomes) also go to the shard's memo queue, and
+``recall`` reads it whole when this worker takes a shard over (worker.broker.memo):
+records reach a new owner only a cycle, and a command backlog, later.
+
 Status is batched per (account, exchange) in ``worker.orders.follow``.
 """
 
