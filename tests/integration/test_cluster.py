@@ -66,9 +66,9 @@ async def test_worker_rides_out_the_loss_of_its_node(nodes: list[cluster.Node]) 
         client.amqp_url = ",".join(n.url for n in reversed(nodes))
         async with client:
             members = await asyncio.to_thread(members_of, others[0], h.prefix)
-            # per shard a command and a tracking queue; audit, dead letters, their watcher,
-            # the shard contract (clients' exclusive event queues are not replicated)
-            assert len(members) == 2 * 4 + 4 and set(members.values()) == {3}, members
+            # per shard a command, a tracking and a memo queue; audit, dead letters, their
+            # watcher, the shard contract (clients' exclusive event queues: not replicated)
+            assert len(members) == 3 * 4 + 4 and set(members.values()) == {3}, members
             before = [place(account=f"a{i % 5}") for i in range(20)]
             for cmd in before:
                 await client.send(cmd)
