@@ -30,7 +30,7 @@ CancelOrder copy added a second outcome, seed 2428) and ``refusal_variants`` (a 
 refused command was judged afresh, seed 2247) are closed by remembering every outcome no
 exchange order carries (worker.orders.outcomes)."""
 NO_SYMBOL = (
-    "Opt-in fault ``no_symbol`` (a schedule's cancels carry no symbol): 10 of 3,000 "
+    "Opt-in fault ``no_symbol`` (a schedule's cancels carry no symbol): 16 of 3,000 "
     "schedules, each a cancel answering order_not_found for an order that had ended and "
     "that no worker remembers (a filled market order has no record); without a symbol "
     "only open orders can be listed. A documented limit of symbol-less cancels.")
