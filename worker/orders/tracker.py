@@ -26,6 +26,7 @@ from collections.abc import Iterable, Sequence
 
 from schemas import Event
 from schemas.tracking import TrackBatch, TrackOrder
+from worker.errors import TransientError
 from worker.exchange.models import OrderState
 from worker.metrics import Metrics
 from worker.orders.events import OrderRef
@@ -182,8 +183,19 @@ class Tracker:
         async with lock:
             if self._recalled.get(shard, float("-inf")) >= since:
                 return
-            started = time.monotonic()
-            facts = await self.memory.recall(shard)
+            started, attempt = time.monotonic(), 0
+            while True:  # a queue between leaders (a node died): retried, then handed back
+                try:
+                    facts = await self.memory.recall(shard)
+                    break
+                except TransientError as exc:
+                    attempt += 1
+                    wait = min(2.0, 0.2 * 2**attempt)
+                    if time.monotonic() + wait - started > self.settings.intake_budget_s:
+                        raise
+                    log.warning("memo queue of shard %d not read (%s); again in %.1fs",
+                                shard, exc, wait)
+                    await asyncio.sleep(wait)
             learned = sum(self._learn(rec) for rec in facts)
             self._recalled[shard] = started
             if learned:
