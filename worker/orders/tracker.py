@@ -23,15 +23,16 @@ import contextlib
 import logging
 import time
 from collections.abc import Iterable, Sequence
+from functools import partial
 
 from schemas import Event
 from schemas.tracking import TrackBatch, TrackOrder
-from worker.errors import TransientError
 from worker.exchange.models import OrderState
 from worker.metrics import Metrics
 from worker.orders.events import OrderRef
 from worker.orders.exposure import Exposure
 from worker.orders.groupcommit import GroupCommit
+from worker.orders.recall import Recall
 from worker.orders.registry import (
     Entry,
     RecentCreates,
@@ -56,9 +57,7 @@ class Tracker:
         self.exchanges = exchanges
         self.publisher = publisher
         self.metrics = metrics
-        self.memory: Memory = memory or NoMemory()
-        self._recalled: dict[int, float] = {}
-        self._recall_locks: dict[int, asyncio.Lock] = {}
+        self._recall = Recall(memory or NoMemory(), settings.intake_budget_s)
         self.cycle_s = settings.track_cycle_s
         self.entries: dict[str, Entry] = {}
         self._by_account: dict[tuple[str, str], dict[str, Entry]] = {}
@@ -174,34 +173,17 @@ class Tracker:
 
     # -- the memo queues -------------------------------------------------------------
     async def recall(self, shard: int, since: float) -> None:
-        """Make sure a read of ``shard``'s memo queue that began at or after ``since``
-        (monotonic) is folded into the registry: then every tombstone and remembered
-        outcome confirmed before ``since`` is known here. Concurrent callers share reads."""
-        if self._recalled.get(shard, float("-inf")) >= since:
-            return
-        lock = self._recall_locks.setdefault(shard, asyncio.Lock())
-        async with lock:
-            if self._recalled.get(shard, float("-inf")) >= since:
-                return
-            started, attempt = time.monotonic(), 0
-            while True:  # a queue between leaders (a node died): retried, then handed back
-                try:
-                    facts = await self.memory.recall(shard)
-                    break
-                except TransientError as exc:
-                    attempt += 1
-                    wait = min(2.0, 0.2 * 2**attempt)
-                    if time.monotonic() + wait - started > self.settings.intake_budget_s:
-                        raise
-                    log.warning("memo queue of shard %d not read (%s); again in %.1fs",
-                                shard, exc, wait)
-                    await asyncio.sleep(wait)
-            learned = sum(self._learn(rec) for rec in facts)
-            self._recalled[shard] = started
-            if learned:
-                self.metrics.reconciliations.labels("recalled_from_memo").inc(learned)
-                log.info("learned %d facts from the memo queue", learned,
-                         extra={"shard": shard, "facts": len(facts)})
+        """Return once a read of ``shard``'s memo queue that began at or after ``since``
+        (monotonic) is in the registry: then every tombstone and remembered outcome
+        confirmed before ``since`` is known here."""
+        await self._recall.since(shard, since, partial(self._learn_all, shard))
+
+    def _learn_all(self, shard: int, facts: Sequence[TrackOrder]) -> None:
+        learned = sum(self._learn(rec) for rec in facts)
+        if learned:
+            self.metrics.reconciliations.labels("recalled_from_memo").inc(learned)
+            log.info("learned %d facts from the memo queue", learned,
+                     extra={"shard": shard, "facts": len(facts)})
 
     def _learn(self, rec: TrackOrder) -> bool:
         """Fold one fact into the registry (no renewal: its record circulates anyway)."""
