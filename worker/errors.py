@@ -97,3 +97,8 @@ class AmbiguousOrderState(ExchangeError):
 
 class DuplicateClientOrderId(AmbiguousOrderState):
     """The exchange says an order with this client id exists: reconcile by lookup."""
+
+
+class FactsUnreadable(Exception):
+    """A shard's memo queue could not be read whole (worker.broker.memo). Not an exchange
+    error and never a refusal: the command is handed back to the broker undecided."""

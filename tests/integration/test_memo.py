@@ -4,13 +4,19 @@ over knows its facts at once, not a carousel cycle (and a command backlog) later
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
+from datetime import UTC, datetime, timedelta
+
+import aio_pika
+import pytest
+from aio_pika.abc import AbstractIncomingMessage
 
 from schemas import OrderRejected, RejectReason, client_order_id
 from schemas.tracking import TrackOrder
 from tests.conftest import place
 from tests.integration.harness import harness
-from worker.broker.memo import RabbitMemory
+from worker.broker.memo import MARKER, STALE_MARKER_S, RabbitMemory
 from worker.broker.topology import shard_for
 from worker.lab.testing import StaticExchanges
 from worker.orders.events import ref_of
@@ -60,3 +66,32 @@ async def test_readers_take_turns_and_every_fact_stays(amqp_url: str) -> None:
     for got in [*reads, again]:
         assert {r.client_order_id for r in got} == want
         assert all(isinstance(r, TrackOrder) and r.phase == "tombstone" for r in got)
+
+
+async def test_a_dead_readers_marker_is_removed_and_a_bad_message_skipped(
+        amqp_url: str, caplog: pytest.LogCaptureFixture) -> None:
+    async with harness(amqp_url, **LONG_CYCLE) as h:
+        worker = await h.start_worker()
+        assert worker.connection is not None
+        queue = h.names.memo_queue(0)
+        channel = await worker.connection.channel()
+        old = datetime.now(UTC) - timedelta(seconds=STALE_MARKER_S + 60)
+        await channel.default_exchange.publish(aio_pika.Message(
+            b"", type=MARKER, message_id="dead-reader", timestamp=old), queue)
+        await channel.default_exchange.publish(aio_pika.Message(b"not a record"), queue)
+        memory = RabbitMemory(worker.connection, h.names)
+        with caplog.at_level(logging.ERROR, "worker.broker.memo"):
+            assert await memory.recall(0) == []
+            assert await memory.recall(0) == []
+        assert sum("unreadable message" in r.message for r in caplog.records) == 2  # stays
+        left: list[str | None] = []  # what the queue holds now: no marker of a dead reader
+        reader = await worker.connection.channel()
+        q = await reader.declare_queue(queue, passive=True)
+        async def note(message: AbstractIncomingMessage) -> None:
+            left.append(message.type)
+
+        await q.consume(note)
+        await asyncio.sleep(0.5)
+        await reader.close()
+        await channel.close()
+    assert left == [None]

@@ -53,6 +53,8 @@ class CommandConsumer:
         self.stopping = False
         s = deps.settings
         self.fences = BrokerFences(s.prefetch, timeout_s=s.fence_s)
+        self._channels: dict[int, object] = {}
+        """Per shard, the AMQP channel its last message came on."""
 
     def _shard(self, message: AbstractIncomingMessage, account: str) -> int:
         shard = shard_of_key(message.routing_key or "")
@@ -106,7 +108,7 @@ class CommandConsumer:
             return
         attempt = _delivery_count(message) + 1
         shard = self._shard(message, cmd.account)
-        self.deps.tracker.warmth.seen(shard)
+        self._note_shard(shard, message)
         deferrals = _deferrals(message)
         # a deferred command is a redelivery: the worker that deferred it held it before
         delivery = Delivery(attempt=attempt, redelivered=bool(message.redelivered) or deferrals > 0,
@@ -115,10 +117,26 @@ class CommandConsumer:
                             final_attempt=attempt > self.deps.settings.delivery_limit)
         await self._guarded(message, self._run(message, cmd, delivery), turn)
 
+    def _note_shard(self, shard: int, message: AbstractIncomingMessage) -> None:
+        """A message of ``shard`` arrived. On another channel than the last one (the
+        channel or the connection was reopened), the shard may have been another worker's
+        meanwhile: a new hold begins, and its facts are read again before any decision."""
+        try:
+            channel: object = message.channel
+        except Exception:  # closed already: settling it will fail, nothing is decided
+            channel = None
+        if channel is not None and self._channels.get(shard) is not channel:
+            if shard in self._channels:
+                self.deps.tracker.warmth.restart(shard)
+            self._channels[shard] = channel
+        self.deps.tracker.warmth.seen(shard)
+
     async def _record(self, message: AbstractIncomingMessage,
                       rec: TrackOrder | TrackBatch) -> None:
         account = rec.account if isinstance(rec, TrackOrder) else ""
-        await self.deps.tracker.on_record(rec, self._shard(message, account))
+        shard = self._shard(message, account)
+        self._note_shard(shard, message)
+        await self.deps.tracker.on_record(rec, shard)
         await _settle(message, Outcome("ack"))
 
     async def _guarded(self, message: AbstractIncomingMessage, work: Any,

@@ -17,15 +17,18 @@ ahead of it too, in their order). It acks only the marker and closes the channel
 every fact goes back to the queue. Single active consumer makes the readers take turns
 (one reader's messages reach the next once it closed). The channel is a plain AMQP
 channel, not a robust one: a reconnect must never bring back a reader that holds the
-facts. A marker left behind by a reader that died expires (60 s) and is skipped.
+facts. A marker left behind by a reader that died is removed by a later reader. Every
+wait is bounded (``timeout_s``); a read that fails raises ``FactsUnreadable``.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import time
 import uuid
+from datetime import UTC, datetime
 
 import aio_pika
 from aiormq import spec
@@ -34,11 +37,15 @@ from aiormq.channel import Channel as RawChannel
 
 from schemas.tracking import TrackBatch, TrackOrder, decode_record, encode_record
 from worker.broker.topology import Names
-from worker.errors import TransientError
+from worker.errors import FactsUnreadable
 
+log = logging.getLogger(__name__)
 MARKER = "memo_marker"
 MEMO_HEADER = "x-ow-memo"
 MARKER_TTL_MS = "60000"
+STALE_MARKER_S = 120.0
+"""A marker this old belongs to a reader that died: the next reader removes it (per-message
+TTL only drops messages at the head, where facts kept for minutes may stand before it)."""
 MAX_FACTS = 60_000
 """Prefetch is at most 65,535: a reader could not reach its marker behind more."""
 
@@ -50,10 +57,6 @@ def memo_message(rec: TrackOrder, now: float | None = None) -> aio_pika.Message:
     return aio_pika.Message(encode_record(rec), delivery_mode=aio_pika.DeliveryMode.PERSISTENT,
                             content_type="application/json", type="track_order",
                             headers={MEMO_HEADER: 1}, expiration=ttl_s)
-
-
-class MemoUnreadable(TransientError):
-    """The memo queue could not be read whole: decide nothing yet."""
 
 
 class RabbitMemory:
@@ -68,53 +71,70 @@ class RabbitMemory:
     async def recall(self, shard: int) -> list[TrackOrder]:
         transport = getattr(self._connection, "transport", None)
         if transport is None:
-            raise MemoUnreadable("no broker connection")
+            raise FactsUnreadable("no broker connection")
+        queue = self._names.memo_queue(shard)
+        raw: RawChannel | None = None
         try:
-            raw: RawChannel = await transport.connection.channel()
-        except Exception as exc:  # the connection is going away: decide nothing now
-            raise MemoUnreadable(f"cannot open a channel: {exc!r}") from exc
-        try:
-            return await asyncio.wait_for(self._read(raw, self._names.memo_queue(shard)),
-                                          self._timeout_s)
+            async with asyncio.timeout(self._timeout_s):
+                raw = await transport.connection.channel()
+                return await self._read(raw, queue)
         except TimeoutError as exc:
-            raise MemoUnreadable(f"memo queue of shard {shard} not read in "
-                                 f"{self._timeout_s:g}s") from exc
-        except MemoUnreadable:
+            raise FactsUnreadable(f"{queue} not read in {self._timeout_s:g}s") from exc
+        except FactsUnreadable:
             raise
-        except Exception as exc:
-            raise MemoUnreadable(f"memo queue of shard {shard}: {exc!r}") from exc
+        except Exception as exc:  # the connection or channel went: nothing was decided
+            raise FactsUnreadable(f"{queue}: {exc!r}") from exc
         finally:
-            if not raw.is_closed:
+            if raw is not None and not raw.is_closed:
                 with contextlib.suppress(Exception):  # closing, the broker returns them
-                    await raw.close()  # every fact goes back to the queue
+                    await asyncio.wait_for(raw.close(), 5.0)
 
     @staticmethod
     async def _read(raw: RawChannel, queue: str) -> list[TrackOrder]:
         declared = await raw.queue_declare(queue, passive=True)
+        # a guard only: quorum queues leave out what a reader holds or returned lately
         count = declared.message_count or 0
         if count > MAX_FACTS:
-            raise MemoUnreadable(f"{queue} holds {count} messages (at most {MAX_FACTS})")
-        await raw.basic_qos(prefetch_count=min(65_535, count + 1_000))
+            raise FactsUnreadable(f"{queue} holds {count} messages (at most {MAX_FACTS})")
+        await raw.basic_qos(prefetch_count=65_535)  # a peer's facts may come back too
         marker = uuid.uuid4().hex
         facts: list[TrackOrder] = []
+        stray: list[int] = []
         seen = asyncio.get_running_loop().create_future()
 
         async def on_message(message: DeliveredMessage) -> None:
-            props = message.header.properties
-            if props.message_type == MARKER:
-                delivery = message.delivery
-                if props.message_id == marker and not seen.done() \
-                        and isinstance(delivery, spec.Basic.Deliver):
-                    seen.set_result(delivery.delivery_tag)
+            props, delivery = message.header.properties, message.delivery
+            if not isinstance(delivery, spec.Basic.Deliver) or delivery.delivery_tag is None:
                 return
-            record = decode_record(message.body)
+            if props.message_type == MARKER:
+                if props.message_id == marker and not seen.done():
+                    seen.set_result(delivery.delivery_tag)
+                elif _stale(props.timestamp):  # its reader gave up long ago
+                    stray.append(delivery.delivery_tag)
+                return
+            try:
+                record = decode_record(message.body)
+            except Exception as exc:  # not ours to judge: it stays, and says so
+                log.error("unreadable message in %s skipped: %r", queue, exc)
+                return
             facts.extend(record.records if isinstance(record, TrackBatch) else (record,))
 
         await raw.basic_consume(queue, on_message, no_ack=False)
         await raw.basic_publish(b"", exchange="", routing_key=queue,
                                 properties=spec.Basic.Properties(
-                                    message_id=marker, message_type=MARKER,
-                                    expiration=MARKER_TTL_MS, delivery_mode=1))
+                                    message_id=marker, message_type=MARKER, delivery_mode=1,
+                                    expiration=MARKER_TTL_MS,
+                                    timestamp=datetime.now(UTC)))
         tag = await seen
+        for stale in stray:
+            await raw.basic_ack(stale)
         await raw.basic_ack(tag)
         return facts
+
+
+def _stale(stamp: object) -> bool:
+    if not isinstance(stamp, datetime):
+        return False
+    if stamp.tzinfo is None:
+        stamp = stamp.replace(tzinfo=UTC)
+    return (datetime.now(UTC) - stamp).total_seconds() > STALE_MARKER_S

@@ -140,7 +140,8 @@ async def _delete_empty(conn: aio_pika.abc.AbstractConnection, name: str) -> Non
 
 async def _check_idle(conn: aio_pika.abc.AbstractConnection, names: Names) -> None:
     for name in [*(names.shard_queue(k) for k in range(names.shards)),
-                 *(names.track_queue(k) for k in range(names.shards)), names.dead_watch_queue]:
+                 *(names.track_queue(k) for k in range(names.shards)),
+                 *(names.memo_queue(k) for k in range(names.shards)), names.dead_watch_queue]:
         channel = await conn.channel()
         try:
             q = await channel.declare_queue(name, passive=True)
@@ -202,7 +203,8 @@ async def _distribute(channel: AbstractChannel, new: Names, report: ReshardRepor
                 if isinstance(fact, TrackOrder):
                     await channel.default_exchange.publish(
                         memo_message(fact), new.memo_queue(shard_for(fact.account,
-                                                                     new.shards)), timeout=30)
+                                                                     new.shards)),
+                        mandatory=True, timeout=30)
                     report.records += 1
             return
         item = parse(msg.body, tracking=True)

@@ -1,6 +1,7 @@
 """Reads of a shard's memo queue for the tracker (worker.broker.memo): shared between
 concurrent callers, retried while the queue cannot be read (between leaders after a node
-died), within the intake budget; after that the caller's command is handed back."""
+died), within the intake budget; after that ``FactsUnreadable`` reaches the consumer,
+which hands the command back undecided (never a refusal: no handler catches it)."""
 
 from __future__ import annotations
 
@@ -10,7 +11,7 @@ import time
 from collections.abc import Callable, Sequence
 
 from schemas.tracking import TrackOrder
-from worker.errors import TransientError
+from worker.errors import FactsUnreadable
 from worker.ports import Memory
 
 log = logging.getLogger(__name__)
@@ -38,11 +39,11 @@ class Recall:
                 try:
                     facts = await self.memory.recall(shard)
                     break
-                except TransientError as exc:
+                except (FactsUnreadable, ConnectionError, TimeoutError) as exc:
                     attempt += 1
                     wait = min(2.0, 0.2 * 2**attempt)
                     if time.monotonic() + wait - started > self.budget_s:
-                        raise
+                        raise FactsUnreadable(f"shard {shard}: {exc}") from exc
                     log.warning("memo queue of shard %d not read (%s); again in %.1fs",
                                 shard, exc, wait)
                     await asyncio.sleep(wait)

@@ -89,8 +89,9 @@ class Entry:
             cancel_commands=tuple(self.cancel_commands),
             cancel_requested=self.cancel_requested, outcome=self.outcome)
 
-    def merge(self, rec: TrackOrder) -> bool:
-        """Fold a record copy into this entry; True if the copy taught it something."""
+    def merge(self, rec: TrackOrder, confirmed: bool = True) -> bool:
+        """Fold a record copy into this entry; True if the copy taught it something.
+        ``confirmed``: the copy came from the broker (not from an entry made here)."""
         changed = False
         if self.phase == "tombstone" and rec.phase not in ("tombstone", "done"):
             # an order exists after all: the cancel that left the tombstone still wants it gone
@@ -111,14 +112,16 @@ class Entry:
         if rec.sent_before and (self.sent_before or 0) < rec.sent_before:
             self.sent_before, changed = rec.sent_before, True
         if rec.outcome is not None and (self.outcome is None or (
-                not self.durable and rec.outcome != self.outcome)):
+                confirmed and not self.durable and rec.outcome != self.outcome)):
             # an outcome remembered here but never confirmed was never published (answer
             # publishes only after the record is confirmed): the broker's one wins
             self.outcome, changed = rec.outcome, True
             if self.phase == "tombstone":
                 self.phase, self.expires_at = "done", rec.expires_at
-            if self.phase == "done":
+            if confirmed and self.phase == "done":  # in the broker, and in its memo queue
                 self.durable, self.memo_key = True, fact_key(self)
+            elif not confirmed:  # an outcome decided here: not confirmed until persisted
+                self.durable = False
         return changed
 
     def _take_order_fields(self, rec: TrackOrder) -> None:
@@ -204,6 +207,11 @@ class ShardWarmth:
         """When this worker's current hold of ``shard`` began (monotonic; now if it has
         seen nothing of it)."""
         return self._first.get(shard, time.monotonic())
+
+    def restart(self, shard: int) -> None:
+        """This worker may have lost ``shard`` and got it back: a new hold begins."""
+        self._first.pop(shard, None)
+        self._last.pop(shard, None)
 
     def forget(self) -> None:
         """The consumer reconnected: every shard may have been someone else's meanwhile."""

@@ -111,7 +111,7 @@ class Tracker:
         cid = entry.ref.client_order_id
         have = self.entries.get(cid)
         if have is not None and not have.terminal:
-            have.merge(entry.to_record())
+            have.merge(entry.to_record(), confirmed=False)
             if entry.accepted.is_set():
                 have.accepted.set()
             entry = have
@@ -210,23 +210,22 @@ class Tracker:
         self.warmth.seen(shard)
         self._prune()
         records = rec.records if isinstance(rec, TrackBatch) else (rec,)
-        late: list[Event] = []
-        renew = [e for e in (self._refresh(r, shard, late) for r in records) if e is not None]
-        if late:  # confirmed before the record's message is acked
-            await self.publisher.publish(late)
+        late = self._late_cancels(records)
+        if late:  # confirmed before the record's message is acked, and only then known
+            await self.publisher.publish([e for _, _, e in late])
+            for entry, cancel_id, _ in late:
+                if cancel_id not in entry.cancel_commands:
+                    entry.cancel_commands.append(cancel_id)
+        renew = [e for e in (self._refresh(r, shard) for r in records) if e is not None]
         if renew:
             await self._renewals.renew(renew)
 
-    def _refresh(self, rec: TrackOrder, shard: int, late: list[Event]) -> Entry | None:
-        """Fold one record into the registry; the entry if its record must be renewed.
-        Cancels that joined an order which ended here meanwhile get their outcome in
-        ``late`` (an earlier copy of the record, without them, ended it)."""
+    def _refresh(self, rec: TrackOrder, shard: int) -> Entry | None:
+        """Fold one record into the registry; the entry if its record must be renewed."""
         cid = rec.client_order_id
         entry = self.entries.get(cid)
-        if entry is not None and (entry.terminal or entry.phase == "done"):
-            late += self._late_cancels(entry, rec)  # ended, or never placed
-            if entry.terminal:
-                return None
+        if entry is not None and entry.terminal:
+            return None
         if entry is None and cid in self._terminal_at:
             return None  # done with it; let the copy go
         if rec.phase in ("tombstone", "done") and rec.expires_at is not None \
@@ -257,14 +256,22 @@ class Tracker:
             return None
         return entry
 
-    @staticmethod
-    def _late_cancels(entry: Entry, rec: TrackOrder) -> list[Event]:
+    def _late_cancels(self, records: Sequence[TrackOrder]) -> list[tuple[Entry, str, Event]]:
+        """Cancels that joined an order which ended here meanwhile (an older copy of its
+        record, without them, ended it; or it was never placed): their cancel_done."""
         from worker.orders.events import cancel_done
         from worker.orders.follow import cancel_ref
 
-        new = [c for c in rec.cancel_commands if c not in entry.cancel_commands]
-        entry.cancel_commands += new
-        return [cancel_done(cancel_ref(entry, c), entry.ref, entry.final) for c in new]
+        late: dict[str, tuple[Entry, str, Event]] = {}
+        for rec in records:
+            entry = self.entries.get(rec.client_order_id)
+            if entry is None or not (entry.terminal or entry.phase == "done"):
+                continue
+            for c in rec.cancel_commands:
+                if c not in entry.cancel_commands and c not in late:
+                    late[c] = (entry, c, cancel_done(cancel_ref(entry, c), entry.ref,
+                                                     entry.final))
+        return list(late.values())
 
     def _prune(self) -> None:
         now = time.monotonic()
