@@ -111,9 +111,6 @@ class Worker:
                                     tracks=pub.default_exchange, names=self.names)
         self.tracker = Tracker(s, self.exchanges, publisher, self.metrics,
                                memory=RabbitMemory(self.connection, self.names))
-        tracker = self.tracker
-        # a reconnect may have cost this worker its shards for a while: read the memo again
-        self.connection.reconnect_callbacks.add(lambda *_: tracker.warmth.forget())
         deps = self.deps = Deps(settings=s, exchanges=self.exchanges, publisher=publisher,
                                 metrics=self.metrics, tracker=self.tracker,
                                 crash=CrashPoints(s.crash_points))

@@ -213,11 +213,6 @@ class ShardWarmth:
         self._first.pop(shard, None)
         self._last.pop(shard, None)
 
-    def forget(self) -> None:
-        """The consumer reconnected: every shard may have been someone else's meanwhile."""
-        self._first.clear()
-        self._last.clear()
-
     def warm_in(self, shard: int, now: float | None = None) -> float:
         """Seconds until the shard's registry is complete (0: it is)."""
         now = time.monotonic() if now is None else now

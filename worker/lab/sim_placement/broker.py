@@ -188,14 +188,20 @@ class SimPublisher:
     def __init__(self, world: World, worker: SimWorker) -> None:
         self.world, self.worker = world, worker
 
-    async def publish(self, events: Sequence[Event], records: Sequence[TrackOrder] = (),
-                      *, facts: Sequence[TrackOrder] = ()) -> None:
+    async def _reach(self, op: str, what: str) -> int:
+        """A port call reaching the broker: its number, or ConnectionError (partitioned)."""
         w = self.world
-        n = await w.port_call("publish")
+        n = await w.port_call(op)
         await asyncio.sleep(w.latency())
         if not self.worker.reachable:
             await asyncio.sleep(w.rng.uniform(0.1, 2.0))
-            raise ConnectionError("publisher: connection lost (simulated)")
+            raise ConnectionError(f"{what}: connection lost (simulated)")
+        return n
+
+    async def publish(self, events: Sequence[Event], records: Sequence[TrackOrder] = (),
+                      *, facts: Sequence[TrackOrder] = ()) -> None:
+        w = self.world
+        n = await self._reach("publish", "publisher")
         if w.publish_fails():
             if w.rng.random() < 0.5:
                 w.store(self.worker, events, records, facts)
@@ -206,11 +212,7 @@ class SimPublisher:
     async def recall(self, shard: int) -> Sequence[TrackOrder]:
         """The ``Memory`` port: the memo queue is read straight, never behind a backlog."""
         w = self.world
-        n = await w.port_call("recall")
-        await asyncio.sleep(w.latency())
-        if not self.worker.reachable:
-            await asyncio.sleep(w.rng.uniform(0.1, 2.0))
-            raise ConnectionError("memo: connection lost (simulated)")
+        n = await self._reach("recall", "memo")
         facts = list(w.memo)
         await asyncio.sleep(w.latency())
         await w.port_done(n)
