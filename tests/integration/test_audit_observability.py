@@ -67,7 +67,13 @@ async def test_metrics_and_health_endpoints(amqp_url: str) -> None:
                 base = f"http://127.0.0.1:{port}"
                 assert (await http.get(f"{base}/healthz")).status == 200
                 assert (await http.get(f"{base}/readyz")).status == 200
-                metrics = await (await http.get(f"{base}/metrics")).text()
+                # the worker counts an order once its events are confirmed, which may be
+                # just after the client saw them
+                for _ in range(50):
+                    metrics = await (await http.get(f"{base}/metrics")).text()
+                    if 'ow_orders_total{outcome="filled"}' in metrics:
+                        break
+                    await asyncio.sleep(0.1)
                 await worker.stop()
                 assert (await http.get(f"{base}/readyz")).status == 503
         finally:
